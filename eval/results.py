@@ -1,0 +1,46 @@
+"""The JSON record every protocol writes: one file, written atomically, that a harness can read.
+
+Layout (all protocols)::
+
+    {"protocol": "linear", "paper": "Table 1 (ImageNet), Appendix C",
+     "checkpoint": {"path", "sha256", "source_format", "arch", "cifar_stem", "epoch"},
+     "data": {...what was evaluated on...}, "settings": {...hyper-parameters...},
+     "metrics": {...numbers, percentages...}, "elapsed_seconds": float,
+     "finished_at": ISO-8601 UTC, "versions": {"torch", "torchvision", "sklearn", "numpy"}}
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+import torchvision
+
+from eval.checkpoints import CheckpointInfo
+from ifnd.io import atomic_write_json
+
+
+def result_record(protocol: str, paper: str, checkpoint: CheckpointInfo | None, data: dict, settings: dict,
+                  metrics: dict, elapsed_seconds: float) -> dict[str, Any]:
+    return {
+        "protocol": protocol,
+        "paper": paper,
+        "checkpoint": checkpoint.summary() if checkpoint else None,
+        "data": data,
+        "settings": settings,
+        "metrics": metrics,
+        "elapsed_seconds": round(float(elapsed_seconds), 3),
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "sklearn": sklearn.__version__,
+                     "numpy": np.__version__},
+    }
+
+
+def write_result(path: str | os.PathLike, record: dict) -> None:
+    """Temp file in the destination folder, fsync, ``os.replace`` (see :mod:`ifnd.io`)."""
+    atomic_write_json(path, record)

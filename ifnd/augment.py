@@ -1,0 +1,101 @@
+"""Batched tensor augmentation: one call augments a whole uint8 batch, on CPU or GPU.
+
+SimCLR's CIFAR augmentation (Chen et al., 2020b, Appendix B.9; SupCon's CIFAR recipe): random
+resized crop, horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.1) with p=0.8, grayscale with
+p=0.2, no blur. Crop and flip are one affine resampling per image (``grid_sample``); the jitter
+applies brightness, contrast, saturation, hue in that fixed order (torchvision draws a random
+order) and turns hue by a rotation in YIQ space instead of HSV, a standard close approximation
+that keeps the whole step batched. Randomness comes from an explicit generator, so a resumed
+epoch replays the same views.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_GRAY = torch.tensor([0.299, 0.587, 0.114])
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    size: int = 32
+    scale: tuple[float, float] = (0.2, 1.0)  # SupCon's CIFAR setting (SimCLR uses 0.08 on ImageNet)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    return images.permute(0, 3, 1, 2).float().div_(255)
+
+
+def _standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x - mean.view(1, 3, 1, 1).to(x.device)) / std.view(1, 3, 1, 1).to(x.device)
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` standardised per channel (evaluation view)."""
+    return _standardize(_to_unit(images), mean, std)
+
+
+def _crop_flip(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    b, dev = x.shape[0], x.device
+    area = _uniform(b, *cfg.scale, gen, dev)
+    log_ratio = _uniform(b, math.log(cfg.ratio[0]), math.log(cfg.ratio[1]), gen, dev)
+    aspect = log_ratio.exp()
+    w = (area * aspect).sqrt().clamp(max=1.0)
+    h = (area / aspect).sqrt().clamp(max=1.0)
+    cx = _uniform(b, -1, 1, gen, dev) * (1 - w)
+    cy = _uniform(b, -1, 1, gen, dev) * (1 - h)
+    flip = torch.where(torch.rand(b, generator=gen, device=dev) < 0.5, -1.0, 1.0)
+    zeros = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w * flip, zeros, cx], 1), torch.stack([zeros, h, cy], 1)], 1)
+    grid = F.affine_grid(theta, [b, 3, cfg.size, cfg.size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (b + factor.view(-1, 1, 1, 1) * (a - b)).clamp_(0, 1)
+
+
+def _color_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    b, dev = x.shape[0], x.device
+    brightness, contrast, saturation, hue = cfg.jitter
+    apply = (torch.rand(b, generator=gen, device=dev) < cfg.jitter_p).view(-1, 1, 1, 1)
+    y = (x * _uniform(b, 1 - brightness, 1 + brightness, gen, dev).view(-1, 1, 1, 1)).clamp(0, 1)
+    gray = torch.einsum("bchw,c->bhw", y, _GRAY.to(dev)).unsqueeze(1)
+    y = _blend(y, gray.mean(dim=(2, 3), keepdim=True), _uniform(b, 1 - contrast, 1 + contrast, gen, dev))
+    gray = torch.einsum("bchw,c->bhw", y, _GRAY.to(dev)).unsqueeze(1)
+    y = _blend(y, gray, _uniform(b, 1 - saturation, 1 + saturation, gen, dev))
+    angle = _uniform(b, -hue, hue, gen, dev) * 2 * math.pi
+    cos, sin = angle.cos(), angle.sin()
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rotation = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
+                            torch.stack([zero, sin, cos], 1)], 1)
+    to_yiq = _RGB_TO_YIQ.to(dev)
+    transform = torch.linalg.inv(to_yiq) @ rotation @ to_yiq
+    y = torch.einsum("bij,bjhw->bihw", transform, y).clamp_(0, 1)
+    return torch.where(apply, y, x)
+
+
+def _grayscale(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    apply = (torch.rand(x.shape[0], generator=gen, device=x.device) < p).view(-1, 1, 1, 1)
+    gray = torch.einsum("bchw,c->bhw", x, _GRAY.to(x.device)).unsqueeze(1).expand_as(x)
+    return torch.where(apply, gray, x)
+
+
+def augment(images: torch.Tensor, cfg: AugmentConfig, mean: torch.Tensor, std: torch.Tensor,
+            gen: torch.Generator) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> one augmented, standardised float view ``[B, 3, size, size]``."""
+    x = _crop_flip(_to_unit(images), cfg, gen)
+    x = _color_jitter(x, cfg, gen)
+    return _standardize(_grayscale(x, cfg.gray_p, gen), mean, std)

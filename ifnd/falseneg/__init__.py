@@ -1,0 +1,31 @@
+"""Detector registry: how each ``--detector`` name is built from a config and the true labels."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ifnd.falseneg.base import ContrastiveBatch, Detector, LabelDetector, TrueLabelDetector
+from ifnd.falseneg.incremental import AcceptanceSchedule, IncrementalDetector
+
+
+def _incremental(cfg, true_labels: torch.Tensor) -> IncrementalDetector:
+    schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
+                                  cfg.acceptance_step_at)
+    return IncrementalDetector(true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every,
+                               cfg.temperature, cfg.confidence, cfg.seed, cfg.kmeans_backend)
+
+
+DETECTORS: dict[str, Callable[..., Detector]] = {
+    "none": lambda cfg, true_labels: Detector(),
+    "true_labels": lambda cfg, true_labels: TrueLabelDetector(true_labels),
+    "ifnd": _incremental,
+}
+
+
+def build_detector(cfg, true_labels: torch.Tensor) -> Detector:
+    """``true_labels`` are the training labels after the config's ``label_map``."""
+    return DETECTORS[cfg.detector](cfg, true_labels)
+
+
+__all__ = ["ContrastiveBatch", "Detector", "LabelDetector", "TrueLabelDetector", "DETECTORS", "build_detector"]

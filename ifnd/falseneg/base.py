@@ -1,0 +1,93 @@
+"""What every false-negative detector provides to the trainer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ifnd.losses import label_false_negatives
+
+
+@dataclass
+class ContrastiveBatch:
+    """Everything a detector may look at for one loss evaluation.
+
+    ``logits`` are ``s_ij / T`` for anchors (rows) against candidates (columns);
+    ``anchor_index`` / ``candidate_index`` are dataset sample indices (-1: empty queue slot);
+    ``positive`` marks each anchor's own other view, ``valid`` the candidates that count at all.
+    """
+
+    logits: torch.Tensor
+    anchor_index: torch.Tensor
+    candidate_index: torch.Tensor
+    positive: torch.Tensor
+    valid: torch.Tensor
+    temperature: float
+
+
+FeatureFn = Callable[[], torch.Tensor]
+"""Returns L2-normalisable features of the whole training set (evaluation transform)."""
+
+
+class Detector:
+    """Finds false negatives; the default finds none (instance-level SimCLR / MoCo v2)."""
+
+    name = "none"
+
+    def refresh_due(self, epochs_done: int, total_epochs: int) -> bool:
+        """Whether ``refresh`` must run after ``epochs_done`` epochs."""
+        return False
+
+    def refresh(self, epochs_done: int, total_epochs: int, features: FeatureFn) -> dict:
+        """Re-detect from the current embedding; returns numbers to log."""
+        return {}
+
+    def false_negatives(self, batch: ContrastiveBatch) -> torch.Tensor | None:
+        """``[L, A, C]`` mask of detected false negatives, or ``None`` for none."""
+        return None
+
+    def extra_loss(self, batch: ContrastiveBatch) -> torch.Tensor | float:
+        """A term added to the contrastive loss (PCL's prototype term); none by default."""
+        return 0.0
+
+    def level_labels(self) -> torch.Tensor | None:
+        """``[L, N]`` labels per sample when the detector is label based (for MTPR/MTNR)."""
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class LabelDetector(Detector):
+    """Two samples are false negatives when they share a label at a level; labels ``[L, N]``."""
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels.long()
+
+    def false_negatives(self, batch: ContrastiveBatch) -> torch.Tensor:
+        labels = self.labels.to(batch.logits.device)
+        anchor = labels[:, batch.anchor_index]
+        candidate = labels[:, batch.candidate_index.clamp_min(0)]
+        return label_false_negatives(anchor, candidate)
+
+    def level_labels(self) -> torch.Tensor:
+        return self.labels
+
+    def state_dict(self) -> dict:
+        return {"labels": self.labels.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.labels = state["labels"].long()
+
+
+class TrueLabelDetector(LabelDetector):
+    """SupCon oracle: every sample of the anchor's true class is a false negative."""
+
+    name = "true_labels"
+
+    def __init__(self, true_labels: torch.Tensor):
+        super().__init__(torch.as_tensor(true_labels).view(1, -1))

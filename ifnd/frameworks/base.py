@@ -1,0 +1,45 @@
+"""What the trainer asks of a framework; the contrastive default serves SimCLR and MoCo v2."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ifnd import augment as aug
+from ifnd.falseneg.base import ContrastiveBatch, Detector
+from ifnd.losses import masked_contrastive_loss, objective_masks
+
+
+class Framework(nn.Module):
+    """A pre-training framework: views of a batch in, a scalar loss out.
+
+    Subclasses provide ``contrastive_batch`` (anchors against candidates) or override
+    ``training_loss`` altogether (SwAV); ``backbone`` and ``embed`` serve evaluation and clustering.
+    """
+
+    num_views = 2
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder.backbone
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection output ``z`` (the features clustered by default)."""
+        return self.encoder(x)
+
+    def views(self, raw: torch.Tensor, cfg: aug.AugmentConfig, mean, std, gen: torch.Generator) -> list[torch.Tensor]:
+        """Augmented views of a uint8 batch; two of the same recipe by default."""
+        return [aug.augment(raw, cfg, mean, std, gen) for _ in range(self.num_views)]
+
+    def contrastive_batch(self, views: list[torch.Tensor], index: torch.Tensor, temperature: float) -> ContrastiveBatch:
+        raise NotImplementedError
+
+    def training_loss(self, views: list[torch.Tensor], index: torch.Tensor, detector: Detector,
+                      objective: str, temperature: float) -> torch.Tensor:
+        """The masked kernel on this batch with the detector's false negatives removed."""
+        batch = self.contrastive_batch(views, index, temperature)
+        false_negative = detector.false_negatives(batch)
+        positive, negative = objective_masks(objective, batch.positive, batch.valid, false_negative)
+        return masked_contrastive_loss(batch.logits, positive, negative) + detector.extra_loss(batch)
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (MoCo updates its key encoder here)."""

@@ -1,0 +1,243 @@
+"""The trainer: ``python -m ifnd.train --help``.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
+``checkpoints/last.pt`` (written atomically after every epoch) and ``final.json`` (written
+atomically when the run ends). ``--resume`` continues from the last checkpoint; since the data
+order and the augmentations of epoch ``e`` come from generators seeded by ``(seed, e)``, a
+resumed run replays exactly what an uninterrupted one would have done.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ifnd import augment as aug
+from ifnd.config import ConfigError, TrainConfig, config_from_args
+from ifnd.data import channel_stats, load_split, stratified_subset
+from ifnd.distributed import rank
+from ifnd.falseneg import build_detector
+from ifnd.frameworks import build_framework
+from ifnd.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl
+from ifnd.metrics import knn_accuracy, mtpr_mtnr
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def training_labels(cfg: TrainConfig, labels: torch.Tensor) -> torch.Tensor:
+    """The true labels seen by true-label detectors, after ``label_map`` (e.g. a WordNet depth)."""
+    if cfg.label_map is None:
+        return labels
+    label_map = torch.as_tensor(cfg.label_map)
+    if label_map.numel() <= int(labels.max()):
+        raise ConfigError(f"label_map has {label_map.numel()} entries but the data has "
+                          f"{int(labels.max()) + 1} classes: give one new label per original class")
+    return label_map[labels]
+
+
+def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up, then cosine decay (App. C, CIFAR) or x0.1 at ``lr_steps`` (App. C, ImageNet)."""
+    epoch = step / steps_per_epoch
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (step + 1) / (cfg.warmup_epochs * steps_per_epoch)
+    if cfg.lr_schedule == "step":
+        return cfg.lr * 0.1 ** sum(epoch >= milestone for milestone in cfg.lr_steps)
+    progress = (epoch - cfg.warmup_epochs) / (cfg.epochs - cfg.warmup_epochs)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for but no GPU is visible: use --device cpu or auto")
+    return torch.device(cfg.device)
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+
+
+class Trainer:
+    """One pre-training run of a framework with a false-negative detector."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg.validate()
+        self.run_dir = Path(cfg.run_dir)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.device = resolve_device(cfg)
+        self.amp = autocast_dtype(cfg, self.device)
+        train = load_split(cfg.dataset, "train", cfg.data_root)
+        if cfg.train_subset:
+            train = train.subset(stratified_subset(train.labels, cfg.train_subset, cfg.seed))
+        self.train, self.test = train, load_split(cfg.dataset, "test", cfg.data_root)
+        self.images = train.images.to(self.device)
+        self.mean, self.std = channel_stats(cfg.dataset)
+        self.augment = aug.AugmentConfig(size=cfg.image_size, scale=(cfg.crop_scale_min, 1.0))
+        self.model = build_framework(cfg).to(self.device)
+        self.detector = build_detector(cfg, training_labels(cfg, train.labels))
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
+        self.steps_per_epoch = len(train) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(train)} training samples: "
+                              "lower --batch-size or use more data")
+        self.epoch = 0
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"config": self.cfg.to_dict(), "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "detector": self.detector.state_dict(), "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.detector.load_state_dict(state["detector"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = state["epoch"]
+
+    def resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["config"] != self.cfg.to_dict():
+            raise ConfigError(f"{path} was written by a different config: resume with the run's own "
+                              f"config ({self.run_dir / 'config.json'}) or choose a new --run-dir")
+        self.load_state_dict(state)
+        # metrics.jsonl may hold epochs after the checkpoint if the run died between the two writes.
+        kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] <= self.epoch]
+        atomic_write_jsonl(self.run_dir / "metrics.jsonl", kept)
+        return True
+
+    # -- features ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, which: str, batch: int = 1024) -> torch.Tensor:
+        """Backbone (``which='backbone'``) or projection features with the evaluation transform."""
+        self.model.eval()
+        out = []
+        net = self.model.backbone if which == "backbone" else self.model.embed
+        with self._autocast():
+            for part in images.split(batch):
+                out.append(net(aug.normalize(part.to(self.device), self.mean, self.std)).float())
+        self.model.train()
+        return torch.cat(out)
+
+    def _autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    # -- training ----------------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        cfg, epoch = self.cfg, self.epoch
+        order_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.train), generator=order_gen)
+        total, start = 0.0, time.perf_counter()
+        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not cfg.progress or rank() != 0, file=sys.stderr)
+        for step in bar:
+            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(self.device)
+            lr = learning_rate(cfg, epoch * self.steps_per_epoch + step, self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            raw = self.images[index]
+            views = self.model.views(raw, self.augment, self.mean, self.std, aug_gen)
+            with self._autocast():
+                loss = self.model.training_loss(views, index, self.detector, cfg.objective, cfg.temperature)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training stopped; the last "
+                    f"good checkpoint (after epoch {epoch}) is kept in {self.run_dir / CHECKPOINT}. Lower --lr, "
+                    "raise --temperature or turn off --amp fp16")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.model.after_step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        seconds = time.perf_counter() - start
+        images = self.steps_per_epoch * cfg.batch_size
+        return {"loss": total / self.steps_per_epoch, "lr": lr, "epoch_seconds": seconds,
+                "images_per_second": images / seconds}
+
+    def refresh_detector(self) -> dict:
+        cfg = self.cfg
+        record = self.detector.refresh(self.epoch, cfg.epochs, lambda: self.features(self.train.images, cfg.cluster_on))
+        labels = self.detector.level_labels()
+        if labels is not None and "acceptance_rate" in record:
+            truth = self.train.labels.numpy()
+            for k, level in zip(cfg.cluster_numbers, labels):
+                record[f"mtpr_k{k}"], record[f"mtnr_k{k}"] = mtpr_mtnr(level.numpy(), truth)
+        return record
+
+    def knn(self) -> float:
+        train = self.features(self.train.images, "backbone")
+        test = self.features(self.test.images, "backbone")
+        return knn_accuracy(train, self.train.labels.to(self.device), test, self.test.labels.to(self.device),
+                            k=self.cfg.knn_k)
+
+    def run(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.resume()):
+            atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        while self.epoch < cfg.epochs:
+            record = {"epoch": self.epoch + 1, **self.train_epoch()}
+            self.epoch += 1
+            if self.detector.refresh_due(self.epoch, cfg.epochs):
+                record.update(self.refresh_detector())
+            if self.epoch == cfg.epochs or (cfg.knn_every and self.epoch % cfg.knn_every == 0):
+                record["knn_top1"] = self.knn()
+            if rank() == 0:
+                append_jsonl(self.run_dir / "metrics.jsonl", record)
+                atomic_torch_save(self.run_dir / CHECKPOINT, self.state_dict())
+                if cfg.progress:
+                    print(format_record(record), file=sys.stderr, flush=True)
+        final = {"epochs": cfg.epochs, "knn_top1": read_jsonl(self.run_dir / "metrics.jsonl")[-1]["knn_top1"],
+                 "checkpoint": CHECKPOINT}
+        if rank() == 0:
+            atomic_write_json(self.run_dir / "final.json", final)
+        return final
+
+
+def format_record(record: dict) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    return Trainer(cfg).run(resume=resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, resume = config_from_args(argv)
+        final = train(cfg, resume)
+    except (ConfigError, TrainingDiverged, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"finished: kNN top-1 {final['knn_top1']:.2f}% -> {Path(cfg.run_dir) / 'final.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
