@@ -1,0 +1,96 @@
+"""Command-line pieces shared by every ``python -m eval.<protocol>``: arguments, datasets, errors.
+
+Known failures (missing data, unusable checkpoint, bad option) end the command with exit status 2
+and one ``error: ...`` line on stderr that says what is wrong and how to fix it; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+from eval.checkpoints import CheckpointError
+from eval.data import (DatasetNotFoundError, cifar_arrays, center_crop_transform, image_folder)
+from eval.features import CheckpointFeatures, default_cache_dir
+from ifnd.falseneg.kmeans import ClusteringError
+
+CLASSIFICATION_DATASETS = ("imagefolder", "cifar10", "cifar100")
+
+
+class UsageError(ValueError):
+    """Options that do not fit together, with the combination that works."""
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpoint")
+    group.add_argument("--checkpoint", required=True, help="our trainer's checkpoint, an official MoCo/PCL "
+                       "checkpoint, or a torchvision state dict")
+    group.add_argument("--arch", choices=("resnet50", "resnet18", "convnet4"), default=None,
+                       help="expected backbone (default: read from the weights; a mismatch is an error)")
+    stem = group.add_mutually_exclusive_group()
+    stem.add_argument("--cifar-stem", dest="cifar_stem", action="store_true", default=None,
+                      help="expect the 3x3 CIFAR stem")
+    stem.add_argument("--imagenet-stem", dest="cifar_stem", action="store_false",
+                      help="expect the 7x7 ImageNet stem")
+    group.add_argument("--trust-checkpoint", action="store_true",
+                       help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("running")
+    group.add_argument("--out", required=True, help="result JSON, written atomically")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    group.add_argument("--workers", type=int, default=4, help="data-loading processes (0: in the main process)")
+    group.add_argument("--feature-batch-size", type=int, default=256, help="batch size of feature extraction")
+    group.add_argument("--cache-dir", default=None,
+                       help="feature cache (default: $IFND_FEATURE_CACHE or ~/.cache/ifnd/features)")
+    group.add_argument("--no-cache", action="store_true", help="extract features without reading or writing the cache")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def add_classification_data_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=CLASSIFICATION_DATASETS, default="imagefolder",
+                       help="imagefolder: ImageNet-style <root>/<split>/<class>/<image>; cifar10/cifar100: the "
+                            "trainer's decoded CIFAR (32x32, no resize)")
+    group.add_argument("--data-root", default=None, help="dataset root (CIFAR: default as the trainer's)")
+    group.add_argument("--train-split", default="train")
+    group.add_argument("--val-split", default=None, help="default: val (imagefolder) or test (CIFAR)")
+    group.add_argument("--resize-size", type=int, default=256, help="imagefolder evaluation resize (Resize(256))")
+    group.add_argument("--crop-size", type=int, default=224, help="imagefolder crop (CenterCrop / RandomResizedCrop 224)")
+
+
+def val_split(args: argparse.Namespace) -> str:
+    return args.val_split or ("val" if args.dataset == "imagefolder" else "test")
+
+
+def classification_dataset(args: argparse.Namespace, split: str):
+    """The evaluation view of one split: centre crop for image folders, bare tensors for CIFAR."""
+    if args.dataset == "imagefolder":
+        if args.data_root is None:
+            raise DatasetNotFoundError("--data-root is required for --dataset imagefolder: give the folder that "
+                                       "holds train/ and val/ (ImageNet layout)")
+        return image_folder(args.data_root, split, center_crop_transform(args.resize_size, args.crop_size))
+    return cifar_arrays(args.dataset, split, args.data_root)
+
+
+def feature_source(args: argparse.Namespace) -> CheckpointFeatures:
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    return CheckpointFeatures(args.checkpoint, args.arch, args.cifar_stem, args.trust_checkpoint, cache,
+                              args.feature_batch_size, args.workers, args.device, args.progress)
+
+
+def run(main: Callable[[argparse.Namespace], dict], parser: argparse.ArgumentParser, argv=None) -> dict | None:
+    """Parse, run ``main(args)`` (which writes the result), turn known errors into one clear line."""
+    args = parser.parse_args(argv)
+    started = time.time()
+    try:
+        record = main(args)
+    except (CheckpointError, DatasetNotFoundError, UsageError, ClusteringError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"{parser.prog}: wrote {args.out} in {time.time() - started:.1f}s: {record.get('metrics')}",
+          file=sys.stderr)
+    return record
