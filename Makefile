@@ -23,7 +23,7 @@ test: setup
 
 # WordNet 3.0 from Debian (needed only to regenerate wordnet_hierarchy/data; as root).
 wordnet: setup
-	dpkg -s wordnet-base >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wordnet-base)
+	dpkg -s wordnet-base >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends wordnet-base)
 	$(PY) -m wordnet_hierarchy setup
 
 $(TABLES) figures all: setup

@@ -7,6 +7,11 @@ applies brightness, contrast, saturation, hue in that fixed order (torchvision d
 order) and turns hue by a rotation in YIQ space instead of HSV, a standard close approximation
 that keeps the whole step batched. Randomness comes from an explicit generator, so a resumed
 epoch replays the same views.
+
+MoCo v2 / SwAV add a Gaussian blur with probability ``blur_p`` (0.5 on ImageNet; off by default,
+so the SimCLR CIFAR recipe above is unchanged): sigma drawn uniformly from ``blur_sigma`` =
+(0.1, 2.0) pixels at 224 px (MoCo v2's ``GaussianBlur([.1, 2.])``), scaled with the output size so
+the recipe is resolution-independent, applied as one separable grouped convolution per batch.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ class AugmentConfig:
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     jitter_p: float = 0.8
     gray_p: float = 0.2
+    blur_p: float = 0.0                           # MoCo v2 / SwAV on ImageNet: 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels at 224 px, scaled with ``size``
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
@@ -93,9 +100,27 @@ def _grayscale(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(apply, gray, x)
 
 
+def _gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    b, c, h, w = x.shape
+    dev = x.device
+    scale = cfg.size / 224
+    sigma = _uniform(b, cfg.blur_sigma[0] * scale, cfg.blur_sigma[1] * scale, gen, dev).clamp_min(1e-3)
+    apply = (torch.rand(b, generator=gen, device=dev) < cfg.blur_p).view(-1, 1, 1, 1)
+    radius = max(1, min(math.ceil(3 * cfg.blur_sigma[1] * scale), (min(h, w) - 1) // 2))
+    offsets = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # [B*C, 2r+1]
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), kernel.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), kernel.view(b * c, 1, -1, 1), groups=b * c)
+    return torch.where(apply, y.view(b, c, h, w), x)
+
+
 def augment(images: torch.Tensor, cfg: AugmentConfig, mean: torch.Tensor, std: torch.Tensor,
             gen: torch.Generator) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` -> one augmented, standardised float view ``[B, 3, size, size]``."""
     x = _crop_flip(_to_unit(images), cfg, gen)
-    x = _color_jitter(x, cfg, gen)
-    return _standardize(_grayscale(x, cfg.gray_p, gen), mean, std)
+    x = _grayscale(_color_jitter(x, cfg, gen), cfg.gray_p, gen)
+    if cfg.blur_p > 0:  # no random draws otherwise: the SimCLR recipe's stream is unchanged
+        x = _gaussian_blur(x, cfg, gen)
+    return _standardize(x, mean, std)

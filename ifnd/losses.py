@@ -11,7 +11,8 @@ which is, with ``S(i) = P(i) u N(i)``:
 * elimination (Eq. 3): detected false negatives removed from ``N``;
 * attraction (Eq. 4, SupCon's L_out averaging): detected false negatives moved from ``N`` to ``P``;
 * SupCon oracle: attraction with the true labels;
-* GloFND: elimination where "detected" means ``s_ij > lambda_i``.
+* GloFND: elimination where "detected" means ``s_ij > lambda_i``;
+* ProtoNCE (PCL): the instance masks here; the prototype term is the detector's ``extra_loss``.
 
 Several label levels (hierarchical k, Sec. 3.2) stack masks on a leading axis ``L`` and the
 loss is the mean over levels. Anchors without any positive are left out of the mean.
@@ -29,6 +30,7 @@ class Objective(str, Enum):
     INSTANCE = "instance"        # Eq. 1: nothing is removed
     ELIMINATION = "elimination"  # Eq. 3
     ATTRACTION = "attraction"    # Eq. 4
+    PROTONCE = "protonce"        # PCL's L_ProtoNCE: instance masks + the detector's prototype term (Table 7)
 
 
 def objective_masks(
@@ -44,7 +46,7 @@ def objective_masks(
     """
     objective = Objective(objective)
     negative = valid & ~instance_positive
-    if false_negative is None or objective is Objective.INSTANCE:
+    if false_negative is None or objective in (Objective.INSTANCE, Objective.PROTONCE):
         return instance_positive.unsqueeze(0), negative.unsqueeze(0)
     detected = false_negative & negative
     if objective is Objective.ELIMINATION:

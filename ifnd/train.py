@@ -20,7 +20,8 @@ from tqdm import tqdm
 from ifnd import augment as aug
 from ifnd.config import ConfigError, TrainConfig, config_from_args
 from ifnd.data import channel_stats, load_split, stratified_subset
-from ifnd.distributed import rank
+from ifnd.distributed import (average_gradients, broadcast_object, gather_rows, init_from_environment, rank,
+                              shard, world_size)
 from ifnd.falseneg import build_detector
 from ifnd.frameworks import build_framework
 from ifnd.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl
@@ -75,6 +76,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg.validate()
         self.run_dir = Path(cfg.run_dir)
+        init_from_environment()
+        if cfg.batch_size % world_size():
+            raise ConfigError(f"batch_size={cfg.batch_size} does not split over {world_size()} processes: "
+                              "use a multiple of the number of processes (it is the global batch)")
+        self.local_batch = cfg.batch_size // world_size()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -129,15 +135,18 @@ class Trainer:
     # -- features ----------------------------------------------------------------------------
     @torch.no_grad()
     def features(self, images: torch.Tensor, which: str, batch: int = 1024) -> torch.Tensor:
-        """Backbone (``which='backbone'``) or projection features with the evaluation transform."""
+        """Backbone (``which='backbone'``) or projection features with the evaluation transform.
+
+        Under DDP each rank embeds a contiguous shard and the shards are gathered.
+        """
         self.model.eval()
         out = []
         net = self.model.backbone if which == "backbone" else self.model.embed
         with self._autocast():
-            for part in images.split(batch):
+            for part in images[shard(len(images))].split(batch):
                 out.append(net(aug.normalize(part.to(self.device), self.mean, self.std)).float())
         self.model.train()
-        return torch.cat(out)
+        return gather_rows(torch.cat(out), len(images))
 
     def _autocast(self):
         if self.amp is None:
@@ -148,13 +157,14 @@ class Trainer:
     def train_epoch(self) -> dict:
         cfg, epoch = self.cfg, self.epoch
         order_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + epoch)
+        aug_gen = torch.Generator(device=self.device).manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + rank())
         order = torch.randperm(len(self.train), generator=order_gen)
         total, start = 0.0, time.perf_counter()
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not cfg.progress or rank() != 0, file=sys.stderr)
         for step in bar:
-            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(self.device)
+            first = step * cfg.batch_size + rank() * self.local_batch
+            index = order[first:first + self.local_batch].to(self.device)
             lr = learning_rate(cfg, epoch * self.steps_per_epoch + step, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -169,6 +179,7 @@ class Trainer:
                     "raise --temperature or turn off --amp fp16")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            average_gradients(self.model.parameters())
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.model.after_step()
@@ -182,6 +193,7 @@ class Trainer:
     def refresh_detector(self) -> dict:
         cfg = self.cfg
         record = self.detector.refresh(self.epoch, cfg.epochs, lambda: self.features(self.train.images, cfg.cluster_on))
+        self.detector.load_state_dict(broadcast_object(self.detector.state_dict()))  # one labelling for all ranks
         labels = self.detector.level_labels()
         if labels is not None and "acceptance_rate" in record:
             truth = self.train.labels.numpy()

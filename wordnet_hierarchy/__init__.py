@@ -116,7 +116,9 @@ def synset_label(wnid: str) -> str:
     return load_hierarchy()["synsets"][wnid][1]
 
 
-def relabel(classes: list[str], depth: int, dataset: str = "imagenet") -> tuple[list[int], list[str]]:
+def relabel(
+    classes: list[str], depth: int, dataset: str = "imagenet"
+) -> tuple[list[int], list[str]]:
     """New label of each class at ``depth``, and the new class names.
 
     Labels are 0..C-1, numbered by first appearance in ``classes``; the name

@@ -16,11 +16,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup", help="check wordnet-base and prepare the NLTK WordNet directory")
-    build = commands.add_parser("build", help="regenerate the committed hierarchy file (needs WordNet)")
+    build = commands.add_parser(
+        "build", help="regenerate the committed hierarchy file (needs WordNet)"
+    )
     build.add_argument("--output", type=Path, help="write here instead of the package data file")
     stats = commands.add_parser("stats", help="class counts per depth (no WordNet needed)")
     stats.add_argument("--dataset", choices=DATASETS, default="imagenet")
-    commands.add_parser("readings", help="ImageNet counts under alternative path rules (needs WordNet)")
+    commands.add_parser(
+        "readings", help="ImageNet counts under alternative path rules (needs WordNet)"
+    )
     args = parser.parse_args(argv)
 
     from .wordnet_source import WordNetUnavailableError

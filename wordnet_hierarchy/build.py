@@ -14,11 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from . import PAPER_IMAGENET_COUNTS
+from . import DATA_FILE, PAPER_IMAGENET_COUNTS
 from .cifar import CIFAR10_CLASSES, CIFAR10_SYNSETS
 from .wordnet_source import WordNetUnavailableError, open_wordnet
 
-DATA_FILE = Path(__file__).with_name("data") / "hierarchy.json"
 _ABOUT = (
     "Derived by `python -m wordnet_hierarchy build` from WordNet 3.0. "
     "paths[class] lists wnids root->leaf along the chosen hypernym path "
@@ -44,7 +43,9 @@ def read_imagenet_wnids() -> list[str]:
         ) from error
     wnids = text.split()
     if len(wnids) != 1000:
-        raise ValueError(f"expected 1000 ImageNet wnids in timm's imagenet_synsets.txt, got {len(wnids)}")
+        raise ValueError(
+            f"expected 1000 ImageNet wnids in timm's imagenet_synsets.txt, got {len(wnids)}"
+        )
     return wnids
 
 

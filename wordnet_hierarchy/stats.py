@@ -59,12 +59,11 @@ def format_stats(dataset: str = "imagenet") -> str:
         examples = IMAGENET_EXAMPLES
     else:
         lines.append("Levels (depth: classes): groups")
+        classes = hierarchy["cifar10"]["classes"]
         for depth, count in cifar10_levels():
-            labels, names = relabel(hierarchy["cifar10"]["classes"], depth, "cifar10")
-            groups = "; ".join(
-                f"{name} = {', '.join(c for c, l in zip(hierarchy['cifar10']['classes'], labels) if l == i)}"
-                for i, name in enumerate(names)
-            )
+            labels, names = relabel(classes, depth, "cifar10")
+            members = [[c for c, label in zip(classes, labels) if label == i] for i in range(count)]
+            groups = "; ".join(f"{name} = {', '.join(m)}" for name, m in zip(names, members))
             lines.append(f"  depth {depth}: {count} classes: {groups}")
         lines.append("")
         examples = hierarchy["cifar10"]["classes"]

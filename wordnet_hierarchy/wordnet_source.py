@@ -68,6 +68,14 @@ def lexnames_text() -> str:
     )
 
 
+def _same_file_contents(original: Path, copy: Path) -> bool:
+    """Whether ``copy`` is an up-to-date ``shutil.copy2`` of ``original``."""
+    if not copy.is_file():
+        return False
+    expected, found = original.stat(), copy.stat()
+    return (found.st_size, found.st_mtime_ns) == (expected.st_size, expected.st_mtime_ns)
+
+
 def prepare_corpus_dir(target: Path | None = None) -> Path:
     """Copy the Debian files and write ``lexnames`` into ``target``; return it.
 
@@ -84,9 +92,8 @@ def prepare_corpus_dir(target: Path | None = None) -> Path:
     target = corpus_dir() if target is None else target
     target.mkdir(parents=True, exist_ok=True)
     for name in DEBIAN_FILES:
-        src, dst = (source / name).stat(), target / name
-        if not dst.is_file() or (dst.stat().st_size, dst.stat().st_mtime) != (src.st_size, src.st_mtime):
-            shutil.copy2(source / name, dst)
+        if not _same_file_contents(source / name, target / name):
+            shutil.copy2(source / name, target / name)  # keeps the mtime for the next check
     (target / "lexnames").write_text(lexnames_text(), encoding="utf-8")
     return target
 

@@ -67,15 +67,20 @@ def detectron2_weights(backbone_state: dict[str, torch.Tensor]) -> dict[str, np.
     return out
 
 
-def convert_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, trusted: bool = False) -> dict:
-    """Write the detectron2 pickle for ``checkpoint``'s ResNet-50 to ``output`` (atomically); returns it."""
-    backbone, _ = load_backbone(checkpoint, arch="resnet50", cifar_stem=False, trusted=trusted)
+def write_detectron2_weights(backbone: torch.nn.Module, output: str | os.PathLike) -> dict:
+    """Write the detectron2 pickle of a loaded torchvision ResNet to ``output`` (atomically); returns it."""
     converted = {"model": detectron2_weights(backbone.state_dict()), "__author__": AUTHOR,
                  "matching_heuristics": True}
     with atomic_path(output) as tmp:
         with open(tmp, "wb") as fh:
             pickle.dump(converted, fh)
     return converted
+
+
+def convert_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, trusted: bool = False) -> dict:
+    """Load ``checkpoint``'s ResNet-50 (ImageNet stem required) and write its detectron2 pickle."""
+    backbone, _ = load_backbone(checkpoint, arch="resnet50", cifar_stem=False, trusted=trusted)
+    return write_detectron2_weights(backbone, output)
 
 
 def main(argv=None) -> None:

@@ -15,7 +15,9 @@ class ContrastiveBatch:
 
     ``logits`` are ``s_ij / T`` for anchors (rows) against candidates (columns);
     ``anchor_index`` / ``candidate_index`` are dataset sample indices (-1: empty queue slot);
-    ``positive`` marks each anchor's own other view, ``valid`` the candidates that count at all.
+    ``positive`` marks each anchor's own other view, ``valid`` the candidates that count at all;
+    ``anchor_embedding`` (optional) holds the anchors' unit embeddings ``z`` with gradient, for
+    detectors whose ``extra_loss`` needs them (PCL's prototype term).
     """
 
     logits: torch.Tensor
@@ -24,6 +26,7 @@ class ContrastiveBatch:
     positive: torch.Tensor
     valid: torch.Tensor
     temperature: float
+    anchor_embedding: torch.Tensor | None = None
 
 
 FeatureFn = Callable[[], torch.Tensor]

@@ -1,6 +1,8 @@
 """What the trainer asks of a framework; the contrastive default serves SimCLR and MoCo v2."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -17,6 +19,7 @@ class Framework(nn.Module):
     """
 
     num_views = 2
+    blur_p = 0.0  # Gaussian-blur probability of the views (MoCo v2 / SwAV recipes; set by the registry)
 
     @property
     def backbone(self) -> nn.Module:
@@ -28,6 +31,8 @@ class Framework(nn.Module):
 
     def views(self, raw: torch.Tensor, cfg: aug.AugmentConfig, mean, std, gen: torch.Generator) -> list[torch.Tensor]:
         """Augmented views of a uint8 batch; two of the same recipe by default."""
+        if self.blur_p:
+            cfg = dataclasses.replace(cfg, blur_p=self.blur_p)
         return [aug.augment(raw, cfg, mean, std, gen) for _ in range(self.num_views)]
 
     def contrastive_batch(self, views: list[torch.Tensor], index: torch.Tensor, temperature: float) -> ContrastiveBatch:
@@ -43,3 +48,6 @@ class Framework(nn.Module):
 
     def after_step(self) -> None:
         """Called after each optimiser step (MoCo updates its key encoder here)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (0-based); SwAV starts its queue from it."""
