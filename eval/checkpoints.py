@@ -76,10 +76,13 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> dict:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as err:
+        refused = re.search(r"GLOBAL (\S+)", str(err))
+        if refused is None:  # not a refused class: the bytes themselves are not a pickle
+            raise CheckpointError(f"cannot read checkpoint {path}: its bytes are not a torch.save file "
+                                  "(damaged or another format); re-download or re-save it") from err
         raise CheckpointError(
-            f"checkpoint {path} holds Python objects that torch's safe loader refuses "
-            f"({str(err).splitlines()[0]}); if you trust where the file comes from, pass "
-            "--trust-checkpoint (trusted=True) to load it with full unpickling") from err
+            f"checkpoint {path} holds a Python object ({refused[1]}) that torch's safe loader refuses; if you "
+            "trust where the file comes from, pass --trust-checkpoint (trusted=True) to unpickle it fully") from err
     except Exception as err:  # corrupt zip, truncated file, not a torch file at all
         raise CheckpointError(f"cannot read checkpoint {path} ({type(err).__name__}: {err}): it is not a "
                               "complete torch.save file; re-download or re-save it") from err

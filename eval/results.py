@@ -6,22 +6,27 @@ Layout (all protocols)::
      "checkpoint": {"path", "sha256", "source_format", "arch", "cifar_stem", "epoch"},
      "data": {...what was evaluated on...}, "settings": {...hyper-parameters...},
      "metrics": {...numbers, percentages...}, "elapsed_seconds": float,
-     "finished_at": ISO-8601 UTC, "versions": {"torch", "torchvision", "sklearn", "numpy"}}
+     "finished_at": ISO-8601 UTC, "versions": {"python", "torch", "torchvision", "numpy", ...}}
 """
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
+from importlib import metadata
 from typing import Any
-
-import numpy as np
-import sklearn
-import torch
-import torchvision
 
 from eval.checkpoints import CheckpointInfo
 from ifnd.io import atomic_write_json
+
+_PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "faiss-cpu")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def result_record(protocol: str, paper: str, checkpoint: CheckpointInfo | None, data: dict, settings: dict,
@@ -35,9 +40,7 @@ def result_record(protocol: str, paper: str, checkpoint: CheckpointInfo | None, 
         "metrics": metrics,
         "elapsed_seconds": round(float(elapsed_seconds), 3),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "sklearn": sklearn.__version__,
-                     "numpy": np.__version__},
+        "versions": {"python": platform.python_version(), **{name: _version(name) for name in _PACKAGES}},
     }
 
 

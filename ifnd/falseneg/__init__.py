@@ -6,20 +6,31 @@ from typing import Callable
 import torch
 
 from ifnd.falseneg.base import ContrastiveBatch, Detector, LabelDetector, TrueLabelDetector
+from ifnd.falseneg.glofnd import GloFNDDetector
 from ifnd.falseneg.incremental import AcceptanceSchedule, IncrementalDetector
+from ifnd.falseneg.pcl import PrototypeDetector
 
 
 def _incremental(cfg, true_labels: torch.Tensor) -> IncrementalDetector:
+    """IFND's clustering detector; with objective ``protonce`` it also keeps PCL's prototypes."""
     schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
                                   cfg.acceptance_step_at)
-    return IncrementalDetector(true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every,
-                               cfg.temperature, cfg.confidence, cfg.seed, cfg.kmeans_backend)
+    args = (true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every, cfg.temperature,
+            cfg.confidence, cfg.seed, cfg.kmeans_backend)
+    if cfg.objective == "protonce":
+        return PrototypeDetector(*args, negatives=cfg.pcl_negatives)
+    return IncrementalDetector(*args)
+
+
+def _glofnd(cfg, true_labels: torch.Tensor) -> GloFNDDetector:
+    return GloFNDDetector(true_labels.shape[0], cfg.glofnd_alpha, cfg.glofnd_lr, cfg.glofnd_start_epoch)
 
 
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "none": lambda cfg, true_labels: Detector(),
     "true_labels": lambda cfg, true_labels: TrueLabelDetector(true_labels),
     "ifnd": _incremental,
+    "glofnd": _glofnd,
 }
 
 
@@ -28,4 +39,5 @@ def build_detector(cfg, true_labels: torch.Tensor) -> Detector:
     return DETECTORS[cfg.detector](cfg, true_labels)
 
 
-__all__ = ["ContrastiveBatch", "Detector", "LabelDetector", "TrueLabelDetector", "DETECTORS", "build_detector"]
+__all__ = ["ContrastiveBatch", "Detector", "LabelDetector", "TrueLabelDetector", "GloFNDDetector", "PrototypeDetector",
+           "DETECTORS", "build_detector"]

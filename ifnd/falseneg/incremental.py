@@ -141,16 +141,23 @@ class IncrementalDetector(LabelDetector):
         self.rate = self.schedule.rate(epochs_done, total_epochs)
         if self.rate == 0.0:
             self.labels = self._unique_labels(self.labels.shape[1])
+            self._on_clustering(None)
             return {"acceptance_rate": 0.0}
         feats = F.normalize(features().float(), dim=1)
-        levels = []
+        levels, clusterings = [], []
         for level, k in enumerate(self.cluster_numbers):
             centroids, assigned = kmeans(feats, k, seed=self.seed + 1000 * epochs_done + level,
                                          backend=self.kmeans_backend)
             confidence = CONFIDENCE_FNS[self.confidence](feats, centroids, assigned, self.temperature)
             levels.append(accept_top(assigned, confidence, self.rate, k).cpu())
+            clusterings.append((centroids, assigned))
         self.labels = torch.stack(levels)
+        self._on_clustering((feats, clusterings))
         return {"acceptance_rate": self.rate}
+
+    def _on_clustering(self, result: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None) -> None:
+        """Hook for subclasses (PCL's prototypes): ``(features, [(centroids, assignment)] per level)``,
+        or ``None`` when no label is accepted (instance-level phase)."""
 
     def state_dict(self) -> dict:
         return {"labels": self.labels.clone(), "rate": self.rate}
