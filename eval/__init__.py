@@ -14,5 +14,6 @@ Every protocol has a function API and a command line that writes one JSON result
 Shared pieces: :mod:`eval.checkpoints` (our trainer's and official MoCo/PCL checkpoints),
 :mod:`eval.data` (ImageNet folders, VOCdevkit, Places205 lists, SimCLR label subsets),
 :mod:`eval.classifier` (the SGD/step-decay loop and top-k accuracy used by every classifier),
-:mod:`eval.results` (the JSON record). ``eval`` imports ``ifnd``, never the reverse.
+:mod:`eval.results` (the JSON record), :mod:`eval.fixtures` (tiny datasets and checkpoints in the
+real layouts, for tests and smoke runs). ``eval`` imports ``ifnd``, never the reverse.
 """

@@ -19,10 +19,10 @@ from tqdm import tqdm
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
-def linear_head(in_dim: int, num_classes: int) -> nn.Linear:
+def linear_head(in_dim: int, num_classes: int, generator: torch.Generator | None = None) -> nn.Linear:
     """One FC layer initialised as MoCo's main_lincls: weight ~ N(0, 0.01), bias 0."""
     head = nn.Linear(in_dim, num_classes)
-    nn.init.normal_(head.weight, mean=0.0, std=0.01)
+    nn.init.normal_(head.weight, mean=0.0, std=0.01, generator=generator)
     nn.init.zeros_(head.bias)
     return head
 
@@ -103,7 +103,7 @@ def fit(model: nn.Module, train_batches: Batches, optimizer: torch.optim.Optimiz
     losses = []
     bar = tqdm(range(epochs), desc=desc, disable=not progress)
     for epoch in bar:
-        losses.append(train_epoch(model, train_batches, optimizer, device, train_mode, desc=f"{desc} {epoch}"))
+        losses.append(train_epoch(model, train_batches, optimizer, device, train_mode, progress, f"{desc} {epoch}"))
         scheduler.step()
         bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.4g}")
     return losses

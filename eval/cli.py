@@ -11,7 +11,7 @@ import time
 from typing import Callable
 
 from eval.checkpoints import CheckpointError
-from eval.data import (DatasetNotFoundError, cifar_arrays, center_crop_transform, image_folder)
+from eval.data import DatasetNotFoundError, center_crop_transform, cifar_arrays, image_folder
 from eval.features import CheckpointFeatures, default_cache_dir
 from ifnd.falseneg.kmeans import ClusteringError
 
@@ -37,17 +37,20 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
                        help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
 
 
-def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+def add_runtime_args(parser: argparse.ArgumentParser, feature_cache: bool = True) -> None:
+    """--out, --device, --workers, --seed, --no-progress; with ``feature_cache`` also the cache options."""
     group = parser.add_argument_group("running")
     group.add_argument("--out", required=True, help="result JSON, written atomically")
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     group.add_argument("--workers", type=int, default=4, help="data-loading processes (0: in the main process)")
-    group.add_argument("--feature-batch-size", type=int, default=256, help="batch size of feature extraction")
-    group.add_argument("--cache-dir", default=None,
-                       help="feature cache (default: $IFND_FEATURE_CACHE or ~/.cache/ifnd/features)")
-    group.add_argument("--no-cache", action="store_true", help="extract features without reading or writing the cache")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    if feature_cache:
+        group.add_argument("--feature-batch-size", type=int, default=256, help="batch size of feature extraction")
+        group.add_argument("--cache-dir", default=None,
+                           help="feature cache (default: $IFND_FEATURE_CACHE or ~/.cache/ifnd/features)")
+        group.add_argument("--no-cache", action="store_true", help="extract features without reading or writing "
+                           "the cache")
 
 
 def add_classification_data_args(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +73,8 @@ def classification_dataset(args: argparse.Namespace, split: str):
     """The evaluation view of one split: centre crop for image folders, bare tensors for CIFAR."""
     if args.dataset == "imagefolder":
         if args.data_root is None:
-            raise DatasetNotFoundError("--data-root is required for --dataset imagefolder: give the folder that "
-                                       "holds train/ and val/ (ImageNet layout)")
+            raise UsageError("--data-root is required for --dataset imagefolder: give the folder that holds "
+                             "train/ and val/ (ImageNet layout)")
         return image_folder(args.data_root, split, center_crop_transform(args.resize_size, args.crop_size))
     return cifar_arrays(args.dataset, split, args.data_root)
 
@@ -82,7 +85,7 @@ def feature_source(args: argparse.Namespace) -> CheckpointFeatures:
                               args.feature_batch_size, args.workers, args.device, args.progress)
 
 
-def run(main: Callable[[argparse.Namespace], dict], parser: argparse.ArgumentParser, argv=None) -> dict | None:
+def run(main: Callable[[argparse.Namespace], dict], parser: argparse.ArgumentParser, argv=None) -> dict:
     """Parse, run ``main(args)`` (which writes the result), turn known errors into one clear line."""
     args = parser.parse_args(argv)
     started = time.time()
@@ -91,6 +94,6 @@ def run(main: Callable[[argparse.Namespace], dict], parser: argparse.ArgumentPar
     except (CheckpointError, DatasetNotFoundError, UsageError, ClusteringError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"{parser.prog}: wrote {args.out} in {time.time() - started:.1f}s: {record.get('metrics')}",
-          file=sys.stderr)
+    headline = {k: round(v, 2) for k, v in record["metrics"].items() if isinstance(v, float)}
+    print(f"{parser.prog}: wrote {args.out} in {time.time() - started:.1f}s: {headline}", file=sys.stderr)
     return record

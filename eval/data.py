@@ -170,7 +170,7 @@ def image_folder(root: str | os.PathLike, split: str, transform: Callable | None
         found = ImageFolder(str(folder))
     except FileNotFoundError as err:
         raise DatasetNotFoundError(f"no images under {folder} ({err}); expected {IMAGENET_LAYOUT}") from err
-    return ImageListDataset(list(found.samples), found.classes, transform, f"imagefolder:{folder.resolve()}",
+    return ImageListDataset(list(found.samples), found.classes, transform, f"imagefolder-{split}:{folder.resolve()}",
                             IMAGENET_LAYOUT)
 
 

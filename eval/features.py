@@ -158,8 +158,8 @@ class CheckpointFeatures:
         if self.cache_dir is not None:
             path = cache_file(self.cache_dir, self.model_identity, dataset)
             if path.exists() and (hit := _read_cache(path)) is not None:
-                if self._info is None and hit[1]:
-                    self._info = CheckpointInfo(**hit[1])
+                if self._info is None and hit[1]:  # same content, possibly moved: describe the file as it is now
+                    self._info = CheckpointInfo(**{**hit[1], "path": str(self.checkpoint.resolve())})
                 return hit[0]
         return dataset_features(self.backbone(), dataset, self.model_identity if self.cache_dir else None, self.cache_dir,
                                 self.batch_size, self.workers, resolve_device(self.device), self.progress,

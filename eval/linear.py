@@ -1,6 +1,6 @@
 """Linear evaluation: a frozen backbone and one fully connected layer (Table 1 ImageNet; Tables 5-8).
 
-(a) ``--mode full``, the protocol of Appendix C: the classifier "(a fully connected layer followed
+(a) ``--mode full`` (the default for image folders), the protocol of Appendix C: the classifier "(a fully connected layer followed
 by softmax)" is trained on the frozen representations for 100 epochs with SGD, batch 256, initial
 learning rate 10, momentum 0.9, weight decay 0, "following the same hyperparameter setting used in
 MoCo v2 and PCL". The paper gives no decay schedule; we use MoCo's ``main_lincls.py`` (and PCL's
@@ -9,10 +9,11 @@ and 80. Training images get RandomResizedCrop(224) + horizontal flip, validation
 Resize(256) + CenterCrop(224), both standardised with ImageNet statistics; the backbone stays in
 eval mode (frozen BatchNorm) and the head starts from N(0, 0.01). Reports top-1 and top-5 (%).
 
-(b) ``--mode features``, the fast path for small profiles: the same optimiser family (SGD with
-momentum, step decay x0.1 at 60% and 80% of the epochs, cross-entropy, batch 256) trained on
-cached centre-crop features (:mod:`eval.features`) instead of augmented images, so the backbone
-runs once per image. Features are standardised by default (per dimension, with the training
+(b) ``--mode features`` (the default, and the only mode, for CIFAR arrays), the fast path for
+small profiles: the same optimiser family (SGD with momentum, step decay x0.1 at 60% and 80% of
+the epochs, cross-entropy, batch 256) trained on cached features of the evaluation view
+(:mod:`eval.features`: centre crops of image folders, the bare 32x32 tensors of CIFAR) instead of
+augmented images, so the backbone runs once per image. Features are standardised by default (per dimension, with the training
 split's mean and standard deviation) so one learning rate (0.1) suits every backbone whatever its
 feature scale; ``l2`` (unit rows) and ``none`` (raw, then use Appendix C's lr 10) are options.
 :func:`linear_probe_features` is the API the harness calls on CIFAR-10 features for every
@@ -123,8 +124,7 @@ def linear_probe_features(train_x, train_y, test_x, test_y, epochs: int = 100, l
     train_y, test_y = (torch.as_tensor(np.asarray(a)).long().view(-1) for a in (train_y, test_y))
     num_classes = num_classes or int(max(train_y.max(), test_y.max())) + 1
     train_x, test_x = normalise_features(train_x, test_x, feature_norm)
-    torch.manual_seed(seed)
-    head = linear_head(train_x.shape[1], num_classes).to(device)
+    head = linear_head(train_x.shape[1], num_classes, torch.Generator().manual_seed(seed)).to(device)
     milestones = scaled_milestones(epochs) if milestones is None else tuple(milestones)
     optimizer, scheduler = sgd_step_decay([{"params": head.parameters(), "lr": lr}], momentum, weight_decay,
                                           milestones, gamma)

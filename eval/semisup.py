@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eval import cli
+from eval.checkpoints import load_backbone
 from eval.classifier import evaluate, fit, linear_head, sgd_step_decay
 from eval.data import center_crop_transform, image_folder, imagenet_subset, random_crop_transform
 from eval.features import resolve_device
@@ -77,7 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.semisup", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cli.add_checkpoint_args(parser)
-    cli.add_runtime_args(parser)
+    cli.add_runtime_args(parser, feature_cache=False)
     group = parser.add_argument_group("data")
     group.add_argument("--imagenet-root", required=True, help="folder holding train/<wnid>/ and val/<wnid>/")
     group.add_argument("--subset-file", required=True, help="SimCLR's 1percent.txt or 10percent.txt")
@@ -107,13 +108,13 @@ def main_semisup(args: argparse.Namespace) -> dict:
     if val.classes != train.classes:
         raise cli.UsageError(f"the class folders of {args.val_split}/ and train/ differ ({len(val.classes)} vs "
                              f"{len(train.classes)}): both must hold the same class folders")
-    source = cli.feature_source(args)  # only for loading the checkpoint: fine-tuning never uses cached features
-    metrics = fine_tune(source.backbone(), train, val, len(train.classes), schedule, args.device, args.workers,
+    backbone, info = load_backbone(args.checkpoint, args.arch, args.cifar_stem, args.trust_checkpoint)
+    metrics = fine_tune(backbone, train, val, len(train.classes), schedule, args.device, args.workers,
                         args.progress, args.seed)
     data = {"imagenet_root": args.imagenet_root, "subset_file": args.subset_file,
             "label_percent": args.label_percent, "num_train": len(train), "num_val": len(val),
             "num_classes": len(train.classes)}
-    record = result_record("semisup", "Table 2; Appendix C", source.info, data,
+    record = result_record("semisup", "Table 2; Appendix C", info, data,
                            {**asdict(schedule), "train_transform": repr(train.transform)}, metrics,
                            time.time() - started)
     write_result(args.out, record)
