@@ -111,6 +111,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     threads: int = 0               # torch CPU threads; 0 keeps torch's default
+    workers: int = 8               # DataLoader processes for streamed image folders (dataset=folder)
     knn_every: int = 0             # kNN monitor every N epochs (0: only at the end)
     knn_k: int = 200
     progress: bool = True
@@ -138,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be in [0, epochs={self.epochs})")
         if not self.cluster_numbers or min(self.cluster_numbers) < 1:
             raise ConfigError(f"cluster_numbers={self.cluster_numbers}: give one or more k >= 1")
+        if self.workers < 0 or self.threads < 0:
+            raise ConfigError(f"workers={self.workers} and threads={self.threads} must be >= 0")
         if not 0 < self.crop_scale_min <= 1:
             raise ConfigError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1]")
         if self.blur_p is not None and not 0.0 <= self.blur_p <= 1.0:

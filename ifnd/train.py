@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from ifnd import augment as aug
 from ifnd.config import ConfigError, TrainConfig, config_from_args
-from ifnd.data import channel_stats, load_split, stratified_subset
 from ifnd.distributed import (average_gradients, broadcast_object, gather_rows, init_from_environment, rank,
                               shard, world_size)
 from ifnd.falseneg import build_detector
 from ifnd.frameworks import build_framework
+from ifnd.sources import build_source
 from ifnd.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl
 from ifnd.metrics import knn_accuracy, mtpr_mtnr
 
@@ -86,21 +86,16 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg)
         self.amp = autocast_dtype(cfg, self.device)
-        train = load_split(cfg.dataset, "train", cfg.data_root)
-        if cfg.train_subset:
-            train = train.subset(stratified_subset(train.labels, cfg.train_subset, cfg.seed))
-        self.train, self.test = train, load_split(cfg.dataset, "test", cfg.data_root)
-        self.images = train.images.to(self.device)
-        self.mean, self.std = channel_stats(cfg.dataset)
-        self.augment = aug.AugmentConfig(size=cfg.image_size, scale=(cfg.crop_scale_min, 1.0))
         self.model = build_framework(cfg).to(self.device)
-        self.detector = build_detector(cfg, training_labels(cfg, train.labels))
+        self.augment = aug.AugmentConfig(size=cfg.image_size, scale=(cfg.crop_scale_min, 1.0))
+        self.source = build_source(cfg, self.device, self.model.view_specs(self.augment))
+        self.detector = build_detector(cfg, training_labels(cfg, self.source.labels))
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
-        self.steps_per_epoch = len(train) // cfg.batch_size
+        self.steps_per_epoch = len(self.source) // cfg.batch_size
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(train)} training samples: "
+            raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(self.source)} training samples: "
                               "lower --batch-size or use more data")
         self.epoch = 0
 
@@ -134,19 +129,18 @@ class Trainer:
 
     # -- features ----------------------------------------------------------------------------
     @torch.no_grad()
-    def features(self, images: torch.Tensor, which: str, batch: int = 1024) -> torch.Tensor:
-        """Backbone (``which='backbone'``) or projection features with the evaluation transform.
+    def features(self, split: str, which: str) -> torch.Tensor:
+        """Backbone (``which='backbone'``) or projection features of a split, evaluation transform.
 
         Under DDP each rank embeds a contiguous shard and the shards are gathered.
         """
         self.model.eval()
-        out = []
+        total = len(self.source.labels if split == "train" else self.source.test_labels)
         net = self.model.backbone if which == "backbone" else self.model.embed
         with self._autocast():
-            for part in images[shard(len(images))].split(batch):
-                out.append(net(aug.normalize(part.to(self.device), self.mean, self.std)).float())
+            out = [net(x).float() for x in self.source.eval_batches(split, shard(total))]
         self.model.train()
-        return gather_rows(torch.cat(out), len(images))
+        return gather_rows(torch.cat(out), total)
 
     def _autocast(self):
         if self.amp is None:
@@ -158,18 +152,18 @@ class Trainer:
         cfg, epoch = self.cfg, self.epoch
         order_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         aug_gen = torch.Generator(device=self.device).manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + rank())
-        order = torch.randperm(len(self.train), generator=order_gen)
+        order = torch.randperm(len(self.source), generator=order_gen)
+        self.model.set_epoch(epoch)
         total, start = 0.0, time.perf_counter()
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not cfg.progress or rank() != 0, file=sys.stderr)
-        for step in bar:
-            first = step * cfg.batch_size + rank() * self.local_batch
-            index = order[first:first + self.local_batch].to(self.device)
+        steps = (order[step * cfg.batch_size + rank() * self.local_batch:][:self.local_batch]
+                 for step in range(self.steps_per_epoch))
+        views_fn = lambda raw, gen: self.model.views(raw, self.augment, self.source.mean, self.source.std, gen)
+        for step, (index, views) in zip(bar, self.source.epoch(steps, views_fn, aug_gen)):
             lr = learning_rate(cfg, epoch * self.steps_per_epoch + step, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            raw = self.images[index]
-            views = self.model.views(raw, self.augment, self.mean, self.std, aug_gen)
             with self._autocast():
                 loss = self.model.training_loss(views, index, self.detector, cfg.objective, cfg.temperature)
             if not torch.isfinite(loss):
@@ -192,20 +186,19 @@ class Trainer:
 
     def refresh_detector(self) -> dict:
         cfg = self.cfg
-        record = self.detector.refresh(self.epoch, cfg.epochs, lambda: self.features(self.train.images, cfg.cluster_on))
+        record = self.detector.refresh(self.epoch, cfg.epochs, lambda: self.features("train", cfg.cluster_on))
         self.detector.load_state_dict(broadcast_object(self.detector.state_dict()))  # one labelling for all ranks
         labels = self.detector.level_labels()
         if labels is not None and "acceptance_rate" in record:
-            truth = self.train.labels.numpy()
+            truth = self.source.labels.numpy()
             for k, level in zip(cfg.cluster_numbers, labels):
                 record[f"mtpr_k{k}"], record[f"mtnr_k{k}"] = mtpr_mtnr(level.numpy(), truth)
         return record
 
     def knn(self) -> float:
-        train = self.features(self.train.images, "backbone")
-        test = self.features(self.test.images, "backbone")
-        return knn_accuracy(train, self.train.labels.to(self.device), test, self.test.labels.to(self.device),
-                            k=self.cfg.knn_k)
+        train, test = self.features("train", "backbone"), self.features("test", "backbone")
+        return knn_accuracy(train, self.source.labels.to(self.device), test,
+                            self.source.test_labels.to(self.device), k=self.cfg.knn_k)
 
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg

@@ -105,3 +105,24 @@ def test_batch_larger_than_data_fails_clearly(tiny_cifar, tmp_path):
 def test_cli_mode_presets_and_overrides():
     cfg, resume = config_from_args(["--mode", "ifnd", "--objective", "attraction", "--resume"])
     assert (cfg.detector, cfg.objective, resume) == ("ifnd", "attraction", True)
+
+
+def test_streamed_image_folder_trains(tmp_path):
+    from conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imagenet", classes=["n01440764", "n01443537", "n01484850"],
+                              per_class=16, size=40, splits=("train", "val"))
+    cfg = tiny_config(root, tmp_path / "r", dataset="folder", workers=0, batch_size=16, epochs=2,
+                      detector="ifnd", objective="elimination", cluster_numbers=[3])
+    final = Trainer(cfg).run()
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and "mtpr_k3" in records[0]
+    assert 0 <= final["knn_top1"] <= 100
+
+
+def test_streamed_folder_without_val_split_names_the_layout(tmp_path):
+    from conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imagenet", classes=["n01440764"], per_class=2, splits=("train",))
+    with pytest.raises(DataError, match="val/<class>/<image>"):
+        Trainer(tiny_config(root, tmp_path / "r", dataset="folder", workers=0))

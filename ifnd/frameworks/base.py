@@ -29,11 +29,13 @@ class Framework(nn.Module):
         """The projection output ``z`` (the features clustered by default)."""
         return self.encoder(x)
 
+    def view_specs(self, cfg: aug.AugmentConfig) -> list[aug.AugmentConfig]:
+        """The recipe of each view; two of the same by default (with the framework's blur)."""
+        return [dataclasses.replace(cfg, blur_p=self.blur_p)] * self.num_views
+
     def views(self, raw: torch.Tensor, cfg: aug.AugmentConfig, mean, std, gen: torch.Generator) -> list[torch.Tensor]:
-        """Augmented views of a uint8 batch; two of the same recipe by default."""
-        if self.blur_p:
-            cfg = dataclasses.replace(cfg, blur_p=self.blur_p)
-        return [aug.augment(raw, cfg, mean, std, gen) for _ in range(self.num_views)]
+        """Augmented views of a uint8 batch, one per ``view_specs`` entry, batched on its device."""
+        return [aug.augment(raw, spec, mean, std, gen) for spec in self.view_specs(cfg)]
 
     def contrastive_batch(self, views: list[torch.Tensor], index: torch.Tensor, temperature: float) -> ContrastiveBatch:
         raise NotImplementedError

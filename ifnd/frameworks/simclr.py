@@ -29,4 +29,5 @@ class SimCLR(Framework):
         own = torch.arange(z.shape[0], device=z.device) + rank() * z.shape[0]
         is_self = own[:, None] == torch.arange(candidates.shape[0], device=z.device)[None, :]
         positive = (anchor_index[:, None] == candidate_index[None, :]) & ~is_self
-        return ContrastiveBatch(logits, anchor_index, candidate_index, positive, ~is_self, temperature)
+        return ContrastiveBatch(logits, anchor_index, candidate_index, positive, ~is_self, temperature,
+                                anchor_embedding=z)

@@ -128,13 +128,10 @@ class SwAV(Framework):
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
 
     # -- views --------------------------------------------------------------------------------
-    def views(self, raw: torch.Tensor, cfg: aug.AugmentConfig, mean, std, gen: torch.Generator) -> list[torch.Tensor]:
+    def view_specs(self, cfg: aug.AugmentConfig) -> list[aug.AugmentConfig]:
         """Multi-crop: the large crops first (they give the codes), then the small ones."""
-        out = []
-        for size, count, lo, hi in self.crops:
-            crop_cfg = dataclasses.replace(cfg, size=size, scale=(lo, hi), jitter=SWAV_JITTER, blur_p=self.blur_p)
-            out += [aug.augment(raw, crop_cfg, mean, std, gen) for _ in range(count)]
-        return out
+        return [dataclasses.replace(cfg, size=size, scale=(lo, hi), jitter=SWAV_JITTER, blur_p=self.blur_p)
+                for size, count, lo, hi in self.crops for _ in range(count)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch.fill_(epoch)
