@@ -15,16 +15,24 @@ import numpy as np
 import torch
 
 
+def writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) or fail with a message that names it and the fix."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        raise OSError(f"cannot write to {path} ({err.strerror}): choose a writable results/run directory "
+                      "or fix its permissions") from err
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path to write; it becomes ``path`` only when the block succeeds."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OSError(f"cannot write to {path.parent} ({err.strerror}): choose a writable results/run "
-                      "directory or fix its permissions") from err
+    fd, tmp = tempfile.mkstemp(dir=writable_dir(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)

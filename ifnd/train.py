@@ -23,9 +23,10 @@ from ifnd.distributed import (average_gradients, broadcast_object, gather_rows, 
                               shard, world_size)
 from ifnd.falseneg import build_detector
 from ifnd.frameworks import build_framework
-from ifnd.sources import build_source
-from ifnd.io import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl
+from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl,
+                     writable_dir)
 from ifnd.metrics import knn_accuracy, mtpr_mtnr
+from ifnd.sources import build_source
 
 CHECKPOINT = "checkpoints/last.pt"
 
@@ -192,7 +193,7 @@ class Trainer:
         if labels is not None and "acceptance_rate" in record:
             truth = self.source.labels.numpy()
             for k, level in zip(cfg.cluster_numbers, labels):
-                record[f"mtpr_k{k}"], record[f"mtnr_k{k}"] = mtpr_mtnr(level.numpy(), truth)
+                record[f"mtpr_k{k}"], record[f"mtnr_k{k}"] = mtpr_mtnr(level.cpu().numpy(), truth)
         return record
 
     def knn(self) -> float:
@@ -202,7 +203,7 @@ class Trainer:
 
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writable_dir(self.run_dir)
         if not (resume and self.resume()):
             atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)

@@ -72,7 +72,9 @@ class LabelDetector(Detector):
         self.labels = labels.long()
 
     def false_negatives(self, batch: ContrastiveBatch) -> torch.Tensor:
-        labels = self.labels.to(batch.logits.device)
+        if self.labels.device != batch.logits.device:  # moved once per (re)labelling, not per step
+            self.labels = self.labels.to(batch.logits.device)
+        labels = self.labels
         anchor = labels[:, batch.anchor_index]
         candidate = labels[:, batch.candidate_index.clamp_min(0)]
         return label_false_negatives(anchor, candidate)
@@ -81,7 +83,7 @@ class LabelDetector(Detector):
         return self.labels
 
     def state_dict(self) -> dict:
-        return {"labels": self.labels.clone()}
+        return {"labels": self.labels.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.labels = state["labels"].long()

@@ -160,7 +160,7 @@ class IncrementalDetector(LabelDetector):
         or ``None`` when no label is accepted (instance-level phase)."""
 
     def state_dict(self) -> dict:
-        return {"labels": self.labels.clone(), "rate": self.rate}
+        return {"labels": self.labels.cpu().clone(), "rate": self.rate}
 
     def load_state_dict(self, state: dict) -> None:
         self.labels = state["labels"].long()
