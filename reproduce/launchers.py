@@ -1,0 +1,287 @@
+"""Where tasks run: this process (inline), a few local processes (local), or SLURM (slurm).
+
+Every launcher hands each task to :func:`reproduce.execute.execute_task`, which skips what the
+store has and resumes what was interrupted; so a launcher can be killed and re-run at any time.
+
+SLURM goes through submitit: one job array per grid (``executor.batch()``), partition, GPUs and
+time from a cluster config file (``reproduce/cluster.toml``, see ``cluster.example.toml``). The job
+callable is :class:`SlurmTask`: on preemption or timeout submitit calls its ``checkpoint()``, which
+requeues the same task (``DelayedSubmission``); the requeued job trains with ``resume=True`` and
+continues from the last finished epoch. The trainer itself knows nothing of SLURM.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ifnd.io import atomic_write_json
+
+from reproduce.execute import StoreSpec, Task, execute_task
+from reproduce.paths import PROJECT_ROOT, TomlError, load_toml
+
+DEFAULT_CLUSTER_FILE = PROJECT_ROOT / "reproduce" / "cluster.toml"
+LAUNCHERS = ("inline", "local", "slurm")
+DEFAULT_TIMEOUT_MIN = 1440
+
+
+class LaunchError(ValueError):
+    pass
+
+
+def _say(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def describe(status: dict) -> str:
+    what = status.get("label") or status["key"]
+    if status["status"] == "submitted":
+        return f"submitted {status['key']} {what} as job {status.get('job_id')}"
+    if status["status"] == "failed":
+        return f"FAILED {status['key']} {what}: {status['error']}"
+    if status["status"] == "busy":
+        return f"skipped {status['key']} {what}: running elsewhere (locked)"
+    done = ("trained" if status["trained"] else "") + (f"{' + ' if status['trained'] else ''}"
+                                                       f"{len(status['evaluated'])} evaluations"
+                                                       if status["evaluated"] else "")
+    return f"done {status['key']} {what}: {done or 'already finished'} ({status['seconds']:.0f}s)"
+
+
+class InlineLauncher:
+    name = "inline"
+
+    def __init__(self, threads: int = 0):
+        self.threads = threads
+
+    def launch(self, tasks: list[Task], store: StoreSpec, progress: bool = True) -> list[dict]:
+        results = []
+        bar = tqdm(tasks, desc="runs", unit="run", file=sys.stderr, disable=not tasks)
+        for task in bar:
+            bar.set_postfix_str(task.train.label[:40])
+            status = execute_task(task, store, progress=progress, threads=self.threads)
+            _say(describe(status))
+            results.append(status)
+        return results
+
+
+class LocalLauncher:
+    """``jobs`` worker processes (spawned); torch threads are split between them."""
+
+    name = "local"
+
+    def __init__(self, jobs: int = 2, threads: int = 0):
+        if jobs < 1:
+            raise LaunchError(f"--jobs {jobs}: give at least 1")
+        self.jobs, self.threads = jobs, threads
+
+    def launch(self, tasks: list[Task], store: StoreSpec, progress: bool = True) -> list[dict]:
+        if not tasks:
+            return []
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+        results = []
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(execute_task, task, store, False, threads): task for task in tasks}
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
+                               unit="run", file=sys.stderr):
+                try:
+                    status = future.result()
+                except Exception as err:  # a worker that died (e.g. killed by the OOM killer)
+                    task = futures[future]
+                    status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
+                              "evaluated": [], "error": f"worker died: {type(err).__name__}: {err}", "seconds": 0.0}
+                _say(describe(status))
+                results.append(status)
+        return results
+
+
+# -- SLURM -------------------------------------------------------------------------------------------
+class SlurmTask:
+    """The submitit callable of one task; requeued on preemption/timeout, resuming from the last epoch."""
+
+    def __init__(self, task: Task, store: StoreSpec):
+        self.task, self.store = task, store
+
+    def __call__(self) -> dict:
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one process per GPU: join torch.distributed
+            import submitit
+
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        sys.path.insert(0, str(PROJECT_ROOT))
+        return execute_task(self.task, self.store, progress=False,
+                            lock=int(os.environ.get("RANK", "0")) == 0)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SlurmTask(self.task, self.store), *args, **kwargs)
+
+
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                 "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def _sacct_state(folder: Path, job_id: str) -> str:
+    from submitit.slurm.slurm import SlurmJob
+
+    return str(SlurmJob(folder / "%j", job_id).state).upper()
+
+
+def queued_on_slurm(store: StoreSpec, keys: set[str], state_of=None) -> dict[str, str]:
+    """Keys among ``keys`` whose latest SLURM submission is still queued or running: key -> job id.
+
+    Read from ``runs/<profile>/slurm/submitted-*.json``; a state that cannot be read (no ``sacct``
+    here) counts as not queued, so nothing is ever skipped by mistake for long.
+    """
+    folder = Path(store.runs_root) / store.profile / "slurm"
+    latest: dict[str, str] = {}
+    for record in sorted(folder.glob("submitted-*.json")):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("cluster") != "slurm":
+            continue
+        for job in data.get("jobs", []):
+            if job.get("key") in keys:
+                latest[job["key"]] = str(job["job_id"])
+    state_of = state_of or (lambda job_id: _sacct_state(folder, job_id))
+    queued = {}
+    for key, job_id in latest.items():
+        try:
+            state = state_of(job_id)
+        except Exception:
+            continue
+        if state.split()[0] in ACTIVE_STATES:
+            queued[key] = job_id
+    return queued
+
+
+GENERIC = {"timeout_min": int, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float), "nodes": int,
+           "tasks_per_node": int}
+SLURM_ONLY = ("partition", "account", "qos", "constraint", "exclude", "comment", "setup", "array_parallelism",
+              "signal_delay_s", "additional_parameters", "mail_type", "mail_user", "gres")
+
+
+def load_cluster_config(path: str | os.PathLike | None, profile: str) -> tuple[dict, Path]:
+    """The ``[slurm]`` table with ``[slurm.<profile>]`` merged over it."""
+    chosen = Path(path or os.environ.get("IFND_CLUSTER") or DEFAULT_CLUSTER_FILE).expanduser()
+    if not chosen.is_file():
+        raise LaunchError(f"SLURM config {chosen} does not exist: copy reproduce/cluster.example.toml to "
+                          f"{DEFAULT_CLUSTER_FILE} (or pass --cluster FILE) and set its partition")
+    try:
+        data = load_toml(chosen)
+    except TomlError as err:
+        raise LaunchError(f"SLURM config {err}") from err
+    section = data.get("slurm")
+    if not isinstance(section, dict):
+        raise LaunchError(f"SLURM config {chosen} has no [slurm] table: see reproduce/cluster.example.toml")
+    merged = {k: v for k, v in section.items() if not isinstance(v, dict)}
+    merged.update(section.get(profile, {}) if isinstance(section.get(profile), dict) else {})
+    if not merged.get("partition"):
+        raise LaunchError(f"SLURM config {chosen} has no partition: set partition = \"<your GPU partition>\" "
+                          "in its [slurm] table (sinfo lists them)")
+    unknown = sorted(set(merged) - set(GENERIC) - set(SLURM_ONLY))
+    if unknown:
+        raise LaunchError(f"SLURM config {chosen} has unknown keys {unknown}: valid are "
+                          f"{', '.join(list(GENERIC) + list(SLURM_ONLY))}")
+    merged.setdefault("timeout_min", DEFAULT_TIMEOUT_MIN)  # submitit's own default is 5 minutes
+    for key, kind in GENERIC.items():
+        if key in merged and not isinstance(merged[key], kind):
+            raise LaunchError(f"SLURM config {chosen}: {key} = {merged[key]!r} must be a number")
+    return merged, chosen
+
+
+def executor_parameters(config: dict, name: str) -> dict:
+    """submitit AutoExecutor parameters: generic ones as they are, the rest prefixed ``slurm_``."""
+    params = {k: v for k, v in config.items() if k in GENERIC}
+    params.update({f"slurm_{k}": v for k, v in config.items() if k in SLURM_ONLY})
+    params["name"] = name
+    return params
+
+
+def sbatch_preview(config: dict, folder: Path, name: str, count: int) -> str:
+    """The sbatch header submitit would write for the array (submitit's own renderer)."""
+    try:
+        from submitit.slurm.slurm import _make_sbatch_string
+    except ImportError:
+        return "(submitit is not installed: cannot render the sbatch script)"
+    kwargs = {"time": config.get("timeout_min", 5), "job_name": name}
+    rename = {"gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task", "nodes": "nodes",
+              "tasks_per_node": "ntasks_per_node"}
+    for key, target in rename.items():
+        if key in config:
+            kwargs[target] = config[key]
+    if "mem_gb" in config:
+        kwargs["mem"] = f"{int(config['mem_gb'])}GB"
+    for key in SLURM_ONLY:
+        if key in config:
+            kwargs[key] = config[key]
+    try:
+        return _make_sbatch_string(command="python -u -m submitit.core._submit " + str(folder), folder=str(folder),
+                                   map_count=count, **kwargs)
+    except Exception as err:  # a private API: show the parameters instead of failing the dry run
+        return f"(could not render the sbatch script: {err}); parameters: {json.dumps(kwargs)}"
+
+
+class SlurmLauncher:
+    name = "slurm"
+
+    def __init__(self, profile: str, cluster_file: str | None = None, cluster: str = "slurm",
+                 folder: str | os.PathLike | None = None):
+        self.profile = profile
+        self.cluster = cluster  # "slurm", or "local" (submitit's local executor: tests, a workstation)
+        self.config, self.config_path = load_cluster_config(cluster_file, profile)
+        self.folder = Path(folder) if folder else None
+
+    def _folder(self, store: StoreSpec) -> Path:
+        return self.folder or Path(store.runs_root) / store.profile / "slurm"
+
+    def dry_run(self, tasks: list[Task], store: StoreSpec, name: str) -> str:
+        folder = self._folder(store)
+        lines = [f"SLURM dry run ({self.config_path}): {len(tasks)} tasks as one job array '{name}' "
+                 f"(array parallelism {self.config.get('array_parallelism', 256)}), logs in {folder}/%A_%a",
+                 "sbatch parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(self.config.items()))]
+        for i, task in enumerate(tasks):
+            lines.append(f"  [{i:3d}] {task.key}  {task.train.summary()}  (+{len(task.evals)} evaluations)")
+        lines += ["sbatch script of the array:", sbatch_preview(self.config, folder / "%j", name, len(tasks))]
+        return "\n".join(lines)
+
+    def launch(self, tasks: list[Task], store: StoreSpec, name: str = "ifnd", wait: bool = False) -> list:
+        if not tasks:
+            return []
+        import submitit
+
+        folder = self._folder(store)
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
+        params = executor_parameters(self.config, name)
+        if self.cluster != "slurm":
+            params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+        executor.update_parameters(**params)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        jobs = []
+        with executor.batch():
+            for task in tasks:
+                jobs.append(executor.submit(SlurmTask(task, store)))
+        record = {"submitted_at": time.strftime("%Y-%m-%d %H:%M:%S"), "name": name, "cluster": self.cluster,
+                  "jobs": [{"job_id": job.job_id, "key": task.key, "label": task.train.label}
+                           for job, task in zip(jobs, tasks)]}
+        atomic_write_json(folder / f"submitted-{int(time.time())}.json", record)
+        _say(f"submitted {len(jobs)} tasks as job array {jobs[0].job_id.split('_')[0]} ({self.cluster}); "
+             f"run the same command again to collect (finished runs are never redone)")
+        if wait:
+            results = []
+            for job, task in zip(jobs, tasks):
+                try:
+                    results.append(job.result())
+                except Exception as err:  # the job failed outside execute_task (e.g. killed, bad environment)
+                    results.append({"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
+                                    "evaluated": [], "error": f"job {job.job_id}: {err}", "seconds": 0.0})
+            return results
+        return [{"key": task.key, "label": task.train.label, "status": "submitted", "job_id": job.job_id,
+                 "trained": False, "evaluated": [], "error": None, "seconds": 0.0} for job, task in zip(jobs, tasks)]

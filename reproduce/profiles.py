@@ -1,0 +1,266 @@
+"""Profiles: how big a reproduction is (DESIGN.md, "Profiles").
+
+=======  =================================  ==============================================================
+profile  where                              what it runs
+=======  =================================  ==============================================================
+smoke    CI, seconds per run                every table's plumbing: 512 images, 2 epochs, convnet4, 1 seed
+mini     2-core CPU, <= 45 min per table    CIFAR-10 (15k-image subset, 8 epochs, convnet4, bf16, 2 seeds);
+                                            Table 5 over CIFAR-10's WordNet levels, CIFAR-10 in place of
+                                            CIFAR-100 for Tables 6-7, CIFAR-10 stand-ins for Tables 4 and 8
+cifar    one GPU                            Appendix C: ResNet-50 (CIFAR stem), batch 1024, 1000 epochs,
+                                            lr 0.5, 10 warm-up epochs, cosine, refresh every 20 epochs
+paper    SLURM, 8 GPUs per job              Sec. 4.1 / App. C exactly: ImageNet (MoCo v2 settings), CIFAR as
+                                            ``cifar``, VOC07 / Places205 / COCO transfer
+=======  =================================  ==============================================================
+
+A profile is plain data. Command-line overrides (``--set key=value``, ``--seeds N``) make a new
+one: a TrainConfig field goes to every pre-training run (``cifar.<field>`` or ``imagenet.<field>``
+for one kind), ``probe.<key>`` to the linear probe, any other name to the profile itself.
+Overriding ``epochs`` alone rescales ``warmup_epochs`` and ``refresh_every`` in proportion (so
+``--set epochs=20`` on the ``cifar`` profile still refreshes pseudo labels and warms up), unless
+they are set too.
+
+The ``mini`` numbers and the arithmetic that keeps every table under 45 minutes on 2 CPU cores
+are in :func:`reproduce.budget.estimate` and the README section "Reproducing the tables".
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields, replace
+
+from ifnd.config import TrainConfig
+
+
+class ProfileError(ValueError):
+    """An unknown profile or a bad override, with what is valid."""
+
+
+# Every semantically relevant TrainConfig field is set explicitly here, so that a run's identity
+# (reproduce.runs) does not silently follow a changed library default.
+_CIFAR_APPENDIX_C = {
+    "dataset": "cifar10", "arch": "resnet50", "cifar_stem": True, "image_size": 32, "crop_scale_min": 0.2,
+    "framework": "simclr", "temperature": 0.2, "cluster_numbers": [10, 30, 100], "refresh_every": 20,
+    "cluster_on": "projection", "epochs": 1000, "batch_size": 1024, "lr": 0.5, "momentum": 0.9,
+    "weight_decay": 1e-4, "warmup_epochs": 10, "lr_schedule": "cosine", "amp": "auto", "train_subset": 0,
+    "knn_k": 200, "acceptance_scheme": "linear", "acceptance_initial": 0.0, "acceptance_final": 1.0,
+    "acceptance_step_at": 0.1, "confidence": "ifnd",
+}
+# Sec. 4.1 / App. C, ImageNet: MoCo v2 / PCL settings.
+_IMAGENET_PAPER = {
+    "dataset": "folder", "arch": "resnet50", "cifar_stem": False, "image_size": 224, "crop_scale_min": 0.2,
+    "framework": "moco", "temperature": 0.2, "cluster_numbers": [1000, 3000, 10000], "refresh_every": 1,
+    "cluster_on": "projection", "epochs": 200, "batch_size": 256, "lr": 0.03, "momentum": 0.9,
+    "weight_decay": 1e-4, "warmup_epochs": 0, "lr_schedule": "step", "lr_steps": [120, 160], "amp": "auto",
+    "train_subset": 0, "knn_k": 200, "acceptance_scheme": "linear", "acceptance_initial": 0.0,
+    "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "ifnd",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    cifar: dict                          # TrainConfig fields of every CIFAR pre-training run
+    imagenet: dict                       # TrainConfig fields of every ImageNet pre-training run
+    seeds: int = 1                       # training seeds of every compared run
+    table_seeds: dict = field(default_factory=dict)  # per-spec cap on seeds (budget), e.g. {"table7": 1}
+    snapshot_fractions: tuple = (1.0,)   # checkpoints kept at these fractions of training (Figures 3, 7)
+    probe_protocol: str = "linear"       # "linear" (eval.linear on cached features) or "knn"
+    probe: dict = field(default_factory=dict)  # eval.linear.linear_probe_features settings
+    probe_train_subset: int = 0          # images of the training split the probe learns from (0: all)
+    eval_test_subset: int = 0            # test images of the CIFAR evaluations (0: all)
+    nmi_seeds: int = 5                   # Table 4: k-means five times
+    tsne_points: int = 2000
+    tsne_perplexity: float = 30.0
+    tsne_iterations: int = 1000          # sklearn's default; 250 is its minimum
+    table5_levels: str = "datasets"      # "cifar10_wordnet": Table 5 over CIFAR-10's WordNet levels
+    cifar100_tables: bool = True         # Tables 6-7 on CIFAR-100 (else CIFAR-10 in its place)
+    cifar_standins: bool = False         # Tables 4 and 8 on CIFAR-10 when ImageNet runs are out of scope
+    imagenet_runs: bool = False          # ImageNet / VOC / Places / COCO rows are run (with the data)
+    train_images_per_second: float = 0.0  # calibrated throughput for budget estimates (0: unknown)
+    eval_images_per_second: float = 0.0
+    minutes_per_table: float = 0.0       # the budget a table must fit (0: none)
+    overrides: tuple = ()                # what the command line changed, for the table header
+
+    def seeds_for(self, spec: str) -> int:
+        return max(1, min(self.seeds, self.table_seeds.get(spec, self.seeds)))
+
+    def train_fields(self, kind: str = "cifar") -> dict:
+        return dict(self.imagenet if kind == "imagenet" else self.cifar)
+
+    def snapshot_epochs(self, epochs: int) -> tuple[int, ...]:
+        """Epochs whose checkpoints are kept: the fractions of ``epochs``, rounded, at least 1, distinct."""
+        return tuple(sorted({min(epochs, max(1, round(f * epochs))) for f in self.snapshot_fractions}))
+
+    def summary(self) -> str:
+        c = self.cifar
+        subset = f"{c['train_subset']}-image subset" if c.get("train_subset") else "full training split"
+        return (f"{c['arch']}, {subset}, {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']}, "
+                f"seeds {self.seeds}, probe: {self.probe_protocol}"
+                + (f" ({self.probe.get('epochs')} epochs)" if self.probe_protocol == "linear" else ""))
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="plumbing of every table in seconds (CI): tiny subset, 2 epochs, convnet4",
+        cifar={**_CIFAR_APPENDIX_C, "arch": "convnet4", "cifar_stem": False, "epochs": 2, "batch_size": 64,
+               "lr": 0.3, "warmup_epochs": 0, "refresh_every": 1, "train_subset": 512, "amp": "off",
+               "knn_k": 20},
+        imagenet={**_IMAGENET_PAPER, "arch": "convnet4", "image_size": 32, "epochs": 2, "batch_size": 64,
+                  "train_subset": 512, "refresh_every": 1, "cluster_numbers": [10, 30, 100], "knn_k": 20},
+        seeds=1, snapshot_fractions=(0.5, 1.0), probe={"epochs": 5, "lr": 0.1, "batch_size": 128},
+        probe_train_subset=512, eval_test_subset=500, nmi_seeds=2, tsne_points=150, tsne_perplexity=10.0,
+        tsne_iterations=250,
+        table5_levels="cifar10_wordnet", cifar100_tables=False, cifar_standins=True,
+    ),
+    "mini": Profile(
+        name="mini",
+        description="2-core CPU, at most 45 minutes per table: CIFAR-10, convnet4, bf16",
+        cifar={**_CIFAR_APPENDIX_C, "arch": "convnet4", "cifar_stem": False, "epochs": 8, "batch_size": 256,
+               "lr": 0.3, "warmup_epochs": 1, "refresh_every": 2, "train_subset": 15000, "amp": "bf16"},
+        imagenet=dict(_IMAGENET_PAPER),
+        seeds=2, table_seeds={"table7": 1}, snapshot_fractions=(0.25, 0.5, 1.0),
+        probe={"epochs": 50, "lr": 0.1, "batch_size": 256}, probe_train_subset=15000, eval_test_subset=0,
+        nmi_seeds=5, tsne_points=2000, table5_levels="cifar10_wordnet", cifar100_tables=False,
+        cifar_standins=True, train_images_per_second=1000.0, eval_images_per_second=4000.0,
+        minutes_per_table=45.0,
+    ),
+    "cifar": Profile(
+        name="cifar",
+        description="one GPU, Appendix C CIFAR settings (ResNet-50, batch 1024, 1000 epochs)",
+        cifar=dict(_CIFAR_APPENDIX_C), imagenet=dict(_IMAGENET_PAPER),
+        seeds=1, snapshot_fractions=(0.1, 0.4, 0.7, 1.0), probe={"epochs": 100, "lr": 0.1, "batch_size": 256},
+        nmi_seeds=5, tsne_points=5000, table5_levels="datasets", cifar100_tables=True, cifar_standins=False,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="exact paper settings: ImageNet (8 GPUs per job), CIFAR as Appendix C, transfer benchmarks",
+        cifar=dict(_CIFAR_APPENDIX_C), imagenet=dict(_IMAGENET_PAPER),
+        seeds=1, snapshot_fractions=(0.1, 0.4, 0.7, 1.0), probe={"epochs": 100, "lr": 0.1, "batch_size": 256},
+        nmi_seeds=5, tsne_points=5000, table5_levels="datasets", cifar100_tables=True, cifar_standins=False,
+        imagenet_runs=True,
+    ),
+}
+
+_TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
+_TRAIN_TYPES = typing.get_type_hints(TrainConfig)
+_PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
+_FIXED = {"name", "description", "cifar", "imagenet", "overrides", "probe"}
+NON_TRAIN_KEYS = ("run_dir", "progress", "threads", "device", "data_root")  # set by the harness, not profiles
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ProfileError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
+                           "(smoke: CI plumbing, mini: 2-core CPU, cifar: one GPU, paper: SLURM)")
+    return PROFILES[name]
+
+
+def parse_value(text: str):
+    """``--set`` values: JSON (numbers, true/false, null, [lists]), ``a,b,c`` lists, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        return [parse_value(part.strip()) for part in text.split(",") if part.strip()]
+    return text
+
+
+def _coerce_train(key: str, value):
+    hint = str(_TRAIN_TYPES[key])
+    if "list" in hint and not isinstance(value, list):
+        value = [value]
+    if hint.startswith("<class 'float'>") or hint == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProfileError(f"--set {key}={value!r}: {key} is a number")
+        return float(value)
+    if hint.startswith("<class 'int'>") or hint == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProfileError(f"--set {key}={value!r}: {key} is an integer")
+    if hint.startswith("<class 'bool'>") and not isinstance(value, bool):
+        raise ProfileError(f"--set {key}={value!r}: {key} is true or false")
+    return value
+
+
+def _rescale(train: dict, base: dict, explicit: set[str]) -> dict:
+    """After an ``epochs`` override: keep warm-up and refresh at the same fraction of training."""
+    if "epochs" not in explicit or train["epochs"] == base["epochs"]:
+        return train
+    ratio = train["epochs"] / base["epochs"]
+    if "warmup_epochs" not in explicit:
+        train["warmup_epochs"] = min(round(base.get("warmup_epochs", 0) * ratio), train["epochs"] - 1)
+    if "refresh_every" not in explicit:
+        train["refresh_every"] = max(1, round(base.get("refresh_every", 1) * ratio))
+    if "lr_steps" not in explicit and base.get("lr_schedule") == "step":
+        train["lr_steps"] = [max(1, round(s * ratio)) for s in base.get("lr_steps", [])]
+    return train
+
+
+def apply_overrides(profile: Profile, sets: list[str] | dict | None = None, seeds: int | None = None) -> Profile:
+    """A new profile with ``--set key=value`` items and ``--seeds`` applied (see the module doc)."""
+    items = list(sets.items()) if isinstance(sets, dict) else []
+    for item in (sets if isinstance(sets, list) else []):
+        if "=" not in item:
+            raise ProfileError(f"--set {item!r}: write key=value, e.g. --set epochs=20")
+        key, text = item.split("=", 1)
+        items.append((key.strip(), parse_value(text.strip())))
+    cifar, imagenet, probe = dict(profile.cifar), dict(profile.imagenet), dict(profile.probe)
+    explicit = {"cifar": set(), "imagenet": set()}
+    changes: dict = {}
+    for key, value in items:
+        scope, _, name = key.rpartition(".")
+        if scope == "probe":
+            probe[name] = value
+        elif scope in ("cifar", "imagenet") or (not scope and name in _TRAIN_FIELDS):
+            if name not in _TRAIN_FIELDS:
+                raise ProfileError(f"--set {key}: {name!r} is not a TrainConfig field "
+                                   f"(valid: {', '.join(sorted(_TRAIN_FIELDS))})")
+            if name in NON_TRAIN_KEYS[:4]:
+                raise ProfileError(f"--set {key}: {name} is set by the harness (run_dir from the run's hash, "
+                                   "threads by the launcher); use --runs-dir / --jobs instead")
+            value = _coerce_train(name, value)
+            for target in (("cifar", "imagenet") if not scope else (scope,)):
+                (cifar if target == "cifar" else imagenet)[name] = value
+                explicit[target].add(name)
+        elif not scope and name in _PROFILE_FIELDS and name not in _FIXED:
+            current = getattr(profile, name)
+            if isinstance(current, tuple):
+                value = tuple(value if isinstance(value, list) else [value])
+            elif isinstance(current, dict):
+                if not isinstance(value, dict):
+                    raise ProfileError(f"--set {key}: give a JSON object, e.g. --set {name}='{{\"table7\": 2}}'")
+            elif isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise ProfileError(f"--set {key}={value!r}: {name} is true or false")
+            elif isinstance(current, (int, float)) and not isinstance(value, (int, float)):
+                raise ProfileError(f"--set {key}={value!r}: {name} is a number")
+            changes[name] = value
+        else:
+            valid = sorted(set(_PROFILE_FIELDS) - _FIXED) + ["probe.<key>", "<TrainConfig field>",
+                                                              "cifar.<field>", "imagenet.<field>"]
+            raise ProfileError(f"--set {key}: unknown setting; valid: {', '.join(valid)}")
+    cifar = _rescale(cifar, profile.cifar, explicit["cifar"])
+    imagenet = _rescale(imagenet, profile.imagenet, explicit["imagenet"])
+    if seeds is not None:
+        if seeds < 1:
+            raise ProfileError(f"--seeds {seeds}: give at least 1")
+        changes["seeds"] = seeds
+        changes["table_seeds"] = {}  # an explicit seed count applies to every table
+    described = tuple(f"{k}={json.dumps(v)}" for k, v in items) + ((f"seeds={seeds}",) if seeds else ())
+    new = replace(profile, cifar=cifar, imagenet=imagenet, probe=probe, overrides=profile.overrides + described,
+                  **changes)
+    for kind, train in (("cifar", new.cifar), ("imagenet", new.imagenet)):
+        try:
+            TrainConfig.from_dict({k: v for k, v in train.items() if k in _TRAIN_FIELDS}).validate()
+        except (ValueError, TypeError) as err:
+            if kind == "cifar" or new.imagenet_runs:
+                raise ProfileError(f"profile {new.name} with these overrides gives a bad {kind} config: {err}") from err
+    return new
+
+
+def profile_dict(profile: Profile) -> dict:
+    return dataclasses.asdict(profile)

@@ -1,0 +1,104 @@
+"""What a run is, and its identity: a hash of its resolved config.
+
+* :class:`TrainRun`: one pre-training run, a resolved :class:`ifnd.config.TrainConfig` (without its
+  ``run_dir``, which is derived from the hash) plus the epochs whose checkpoints it keeps.
+* :class:`EvalRun`: one evaluation of a train run's checkpoint (``kind`` names the protocol in
+  :mod:`reproduce.evals`), keyed by its parameters and the train run's hash.
+* :class:`NotRun`: a run a profile cannot do (missing data, a method the library does not have
+  yet), with the reason the table prints.
+
+The hash covers every TrainConfig field the profile sets (profiles set every field that matters
+explicitly, see :mod:`reproduce.profiles`) and every other field that differs from its default, so
+adding a new field to TrainConfig (with a default) does not invalidate finished runs, a method
+that sets a field to its default value is the same run as one that leaves it alone (Table 7's
+IFND row is Table 5's IFND run), and any change a run actually sees gives a new hash. Fields the harness sets for
+the machine at hand (``run_dir``, ``progress``, ``threads``, ``device``, ``data_root``) are not
+part of the identity: the same run on a laptop and on a cluster is the same run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from ifnd.config import TrainConfig
+
+from reproduce.profiles import NON_TRAIN_KEYS
+
+HASH_LENGTH = 16
+_DEFAULTS = TrainConfig().to_dict()
+
+
+def digest(payload) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """A cell the profile cannot fill; ``reason`` is printed in the table."""
+
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return "not-run:" + digest(self.reason)
+
+
+@dataclass(eq=False)
+class TrainRun:
+    config: dict                      # TrainConfig fields, resolved (no run_dir)
+    explicit: frozenset               # fields set by the profile or the spec (always hashed)
+    snapshots: tuple = ()             # epochs whose checkpoints are kept (besides the last)
+    label: str = ""
+
+    def identity(self) -> dict:
+        kept = {k: v for k, v in sorted(self.config.items())
+                if k not in NON_TRAIN_KEYS and (k in self.explicit or v != _DEFAULTS.get(k, object()))}
+        return {"kind": "train", "config": kept, "snapshots": list(self.snapshots)}
+
+    @property
+    def key(self) -> str:
+        return digest(self.identity())
+
+    def summary(self) -> str:
+        c = self.config
+        method = f"{c.get('framework')}/{c.get('detector')}/{c.get('objective')}"
+        subset = f" subset={c['train_subset']}" if c.get("train_subset") else ""
+        extra = ""
+        if c.get("detector") not in (None, "none", "true_labels"):
+            extra = (f" {c.get('acceptance_scheme')} {c.get('acceptance_initial')}->{c.get('acceptance_final')}"
+                     f" k={c.get('cluster_numbers')} conf={c.get('confidence')}")
+        if c.get("label_map") is not None:
+            extra += f" classes={len(set(c['label_map']))}"
+        return (f"{self.label or method}: {c.get('dataset')} {c.get('arch')} {method}{extra} "
+                f"epochs={c.get('epochs')} batch={c.get('batch_size')} lr={c.get('lr')}{subset} seed={c.get('seed')}")
+
+    def train_config(self, run_dir: str, **machine) -> TrainConfig:
+        data = {k: v for k, v in self.config.items() if k in _DEFAULTS}
+        data.update(machine)
+        data["run_dir"] = run_dir
+        return TrainConfig.from_dict(data)
+
+
+@dataclass(eq=False)
+class EvalRun:
+    kind: str                         # a protocol of reproduce.evals
+    train: TrainRun
+    params: dict = field(default_factory=dict)
+    label: str = ""
+    machine: dict = field(default_factory=dict)  # where the data is on this machine: not part of the identity
+
+    def identity(self) -> dict:
+        return {"kind": self.kind, "train": self.train.key, "params": self.params}
+
+    @property
+    def key(self) -> str:
+        return digest(self.identity())
+
+    def summary(self) -> str:
+        shown = {k: v for k, v in self.params.items() if k not in ("label_map",)}
+        return f"{self.kind} of {self.train.key} {json.dumps(shown, sort_keys=True)}"
+
+
+Run = TrainRun | EvalRun

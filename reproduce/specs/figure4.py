@@ -1,0 +1,44 @@
+"""Figure 4: learned embedding spaces of SimCLR, IFND and SupCon on CIFAR-10 (t-SNE of test features).
+
+The final checkpoints of seed 0 of Table 5's runs (SupCon with the original 10 classes). The table
+lists the silhouette of the backbone features by true class: the paper's claim is that IFND's
+clusters are more compact than SimCLR's and closer to SupCon's."""
+from __future__ import annotations
+
+from reproduce import plots
+from reproduce.specs.base import Claim, Context, Grid, Spec, method, pretrain, result, source, tsne
+
+METHODS = (("simclr", "SimCLR"), ("ifnd", "IFND"), ("supcon", "SupCon"))
+
+
+def final_run(ctx: Context, name: str):
+    return pretrain(ctx, method(ctx, name), 0, "cifar10", label=f"{name}{' 10 classes' if name == 'supcon' else ''} "
+                                                                 "seed 0")
+
+
+class Figure4(Spec):
+    name = "figure4"
+    title = "Figure 4: Learned embedding spaces on CIFAR-10 (t-SNE)"
+    kind = "figure"
+
+    def build(self, ctx: Context) -> Grid:
+        grid = Grid(self.name, self.title, "Figure 4")
+        grid.add_col("silhouette", "silhouette (true classes, cosine)")
+        for key, title in METHODS:
+            grid.add_row(key, title)
+            grid.set(key, "silhouette", source([tsne(ctx, final_run(ctx, key))], result("silhouette")), fmt="{:.3f}")
+        grid.claims.append(Claim("IFND more compact than SimCLR", ("ifnd", "silhouette"), ("simclr", "silhouette")))
+        grid.claims.append(Claim("SupCon more compact than IFND", ("supcon", "silhouette"), ("ifnd", "silhouette")))
+        grid.notes.append(f"t-SNE of {ctx.profile.tsne_points} test images' backbone features, final checkpoints of "
+                          "seed 0; silhouette on the features themselves (cosine), not on the 2-D map.")
+        return grid
+
+    def plot(self, ctx, grid, resolved, path) -> None:
+        panels = []
+        for row in grid.rows:
+            cell = grid.cells[(row.key, "silhouette")]
+            record = resolved.record(cell.ours.runs[0]) if hasattr(cell.ours, "runs") else None
+            r = (record or {}).get("result")
+            panels.append({"xy": r["xy"], "colours": r["labels"], "title": row.title} if r else
+                          {"title": f"{row.title}: " + ("pending" if hasattr(cell.ours, "runs") else "not run")})
+        plots.tsne_panels(path, [panels], self.title)

@@ -1,0 +1,152 @@
+"""Launchers: an interrupted task resumes, local processes, submitit's local executor, the SLURM dry run."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_image_folder
+from ifnd.io import read_jsonl
+from reproduce import execute
+from reproduce.cli import main
+from reproduce.execute import StoreSpec, Task, execute_task
+from reproduce.launchers import LaunchError, LocalLauncher, SlurmLauncher, SlurmTask, load_cluster_config
+from reproduce.paths import DataPaths
+from reproduce.profiles import apply_overrides, get_profile
+from reproduce.specs.base import Context, method, pretrain, probe
+from reproduce.store import Store
+
+CLUSTER = """
+[slurm]
+partition = "gpu-test"
+timeout_min = 120
+gpus_per_node = 0
+cpus_per_task = 2
+mem_gb = 8
+array_parallelism = 4
+
+[slurm.paper]
+gpus_per_node = 8
+tasks_per_node = 8
+"""
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    data = write_image_folder(tmp_path / "tiny", per_class=12)
+    monkeypatch.setenv("IFND_DATA_ROOT", str(data))
+    monkeypatch.setenv("IFND_PATHS", str(tmp_path / "paths.toml"))
+    (tmp_path / "paths.toml").write_text("[data]\n")
+    profile = apply_overrides(get_profile("smoke"), ["train_subset=0", "batch_size=16", "probe_train_subset=0",
+                                                     "eval_test_subset=0", "knn_k=5", "probe.epochs=2"])
+    store = Store("smoke", tmp_path / "results", tmp_path / "runs")
+    ctx = Context(profile, DataPaths.load(), store)
+    spec = StoreSpec("smoke", str(tmp_path / "results"), str(tmp_path / "runs"))
+    return ctx, store, spec, tmp_path
+
+
+def task_of(ctx, name: str, seed: int = 0) -> Task:
+    train = pretrain(ctx, method(ctx, name), seed, label=f"{name} seed {seed}")
+    return Task(train, [probe(ctx, train)])
+
+
+def test_an_interrupted_task_resumes_from_its_last_epoch(setup, monkeypatch):
+    ctx, store, spec, _ = setup
+    task = task_of(ctx, "ifnd")
+    original = execute.SnapshotTrainer.train_epoch
+
+    def dies_in_epoch_two(self):
+        if self.epoch == 1:
+            raise RuntimeError("killed")
+        return original(self)
+
+    monkeypatch.setattr(execute.SnapshotTrainer, "train_epoch", dies_in_epoch_two)
+    status = execute_task(task, spec, progress=False, threads=1)
+    assert status["status"] == "failed" and "killed" in status["error"]
+    assert not store.has(task.key) and not store.busy(task.key)
+    assert [r["epoch"] for r in read_jsonl(store.train_dir(task.key) / "metrics.jsonl")] == [1]
+    monkeypatch.setattr(execute.SnapshotTrainer, "train_epoch", original)
+    status = execute_task(task, spec, progress=False, threads=1)
+    assert status["status"] == "done" and status["trained"] and status["evaluated"] == [task.evals[0].key]
+    assert [r["epoch"] for r in read_jsonl(store.train_dir(task.key) / "metrics.jsonl")] == [1, 2]
+    assert store.get(task.key)["result"]["snapshots"] == {"1": "checkpoints/epoch_0001.pt",
+                                                           "2": "checkpoints/epoch_0002.pt"}
+    again = execute_task(task, spec, progress=False, threads=1)
+    assert not again["trained"] and again["evaluated"] == []
+
+
+def test_local_launcher_runs_tasks_in_processes(setup):
+    ctx, store, spec, _ = setup
+    tasks = [task_of(ctx, "simclr", 0), task_of(ctx, "supcon", 0)]
+    statuses = LocalLauncher(jobs=2, threads=1).launch(tasks, spec, progress=False)
+    assert sorted(s["status"] for s in statuses) == ["done", "done"]
+    assert all(store.has(t.key) and store.has(t.evals[0].key) for t in tasks)
+
+
+def test_submitit_local_executor_runs_and_requeues(setup):
+    ctx, store, spec, tmp_path = setup
+    (tmp_path / "cluster.toml").write_text(CLUSTER)
+    task = task_of(ctx, "simclr", 1)
+    launcher = SlurmLauncher("smoke", str(tmp_path / "cluster.toml"), cluster="local", folder=tmp_path / "jobs")
+    [status] = launcher.launch([task], spec, name="ifnd-test", wait=True)
+    assert status["status"] == "done" and status["trained"], status
+    assert store.has(task.key) and store.has(task.evals[0].key)
+    assert list((tmp_path / "jobs").glob("submitted-*.json"))
+    # Preemption: submitit calls checkpoint(), which resubmits the same task (the trainer resumes).
+    delayed = SlurmTask(task, spec).checkpoint()
+    assert isinstance(delayed.function, SlurmTask) and delayed.function.task.key == task.key
+
+
+def test_cluster_config_errors_are_clear(tmp_path):
+    config = tmp_path / "cluster.toml"
+    config.write_text("[slurm]\ntimeout_min = 10\n")
+    with pytest.raises(LaunchError, match=r"has no partition: set partition = "):
+        load_cluster_config(config, "mini")
+    with pytest.raises(LaunchError, match="does not exist: copy reproduce/cluster.example.toml"):
+        load_cluster_config(tmp_path / "missing.toml", "mini")
+    config.write_text(CLUSTER)
+    merged, _ = load_cluster_config(config, "paper")
+    assert merged["gpus_per_node"] == 8 and merged["partition"] == "gpu-test"
+
+
+def test_slurm_dry_run_prints_the_job_array(setup, capsys):
+    ctx, store, spec, tmp_path = setup
+    (tmp_path / "cluster.toml").write_text(CLUSTER)
+    code = main(["table6", "--profile", "smoke", "--launcher", "slurm", "--dry-run", "--cluster",
+                 str(tmp_path / "cluster.toml"), "--results-dir", str(tmp_path / "results"), "--runs-dir",
+                 str(tmp_path / "runs"), "--set", "train_subset=0", "--set", "batch_size=16",
+                 "--set", "probe_train_subset=0", "--set", "eval_test_subset=0", "--set", "knn_k=5",
+                 "--set", "probe.epochs=2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "8 tasks as one job array 'ifnd-smoke'" in out and "partition=gpu-test" in out
+    assert "#SBATCH --partition=gpu-test" in out and "#SBATCH --array=0-7%4" in out
+    assert task_of(ctx, "simclr").key in out and "simclr/none/instance" in out
+    assert not store.keys()  # a dry run runs nothing
+
+
+def test_example_cluster_config_renders_an_sbatch_script(tmp_path):
+    from reproduce.launchers import sbatch_preview
+    from reproduce.paths import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "reproduce" / "cluster.example.toml").read_text().replace('partition = ""',
+                                                                                  'partition = "gpu"')
+    (tmp_path / "cluster.toml").write_text(text)
+    for profile, gpus in (("mini", 1), ("paper", 8)):
+        config, _ = load_cluster_config(tmp_path / "cluster.toml", profile)
+        script = sbatch_preview(config, tmp_path / "%j", "ifnd-test", 3)
+        assert "#SBATCH --partition=gpu" in script and f"#SBATCH --gpus-per-node={gpus}" in script
+        assert "#SBATCH --array=0-2%3" in script  # parallelism capped at the array size
+
+
+def test_tasks_queued_on_slurm_are_not_launched_twice(tmp_path):
+    import json
+
+    from reproduce.launchers import queued_on_slurm
+
+    spec = StoreSpec("paper", str(tmp_path / "results"), str(tmp_path / "runs"))
+    folder = tmp_path / "runs" / "paper" / "slurm"
+    folder.mkdir(parents=True)
+    (folder / "submitted-1.json").write_text(json.dumps({"cluster": "slurm", "jobs": [
+        {"job_id": "100_0", "key": "aaa"}, {"job_id": "100_1", "key": "bbb"}, {"job_id": "100_2", "key": "ccc"}]}))
+    states = {"100_0": "RUNNING", "100_1": "COMPLETED", "100_2": "PENDING"}
+    assert queued_on_slurm(spec, {"aaa", "bbb", "zzz"}, states.__getitem__) == {"aaa": "100_0"}
+    assert queued_on_slurm(spec, {"ccc"}, lambda job: 1 / 0) == {}  # unreadable state: not skipped
