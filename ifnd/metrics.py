@@ -61,17 +61,19 @@ def mtpr_mtnr(pseudo_labels: np.ndarray | torch.Tensor, true_labels: np.ndarray 
     return 100.0 * float(tpr.mean()) if tpr.size else 0.0, 100.0 * float(tnr.mean()) if tnr.size else 100.0
 
 
+def nmi(true_labels, cluster_labels) -> float:
+    """NMI (%) of Strehl & Ghosh (2002): mutual information over the geometric mean of the entropies."""
+    return 100.0 * normalized_mutual_info_score(np.asarray(true_labels), np.asarray(cluster_labels),
+                                                average_method="geometric")
+
+
 def kmeans_nmi(features: torch.Tensor, true_labels, k: int | None = None, seeds: int = 5,
                backend: str = "auto") -> tuple[float, float]:
     """Table 4's protocol: k-means (k = number of classes) ``seeds`` times; NMI mean and std (%).
 
-    NMI is Strehl & Ghosh's (2002), i.e. normalised by the geometric mean of the entropies.
+    NMI as :func:`nmi`.
     """
     true = np.asarray(true_labels)
     k = k or len(np.unique(true))
-    scores = [
-        normalized_mutual_info_score(true, kmeans(features, k, seed=seed, backend=backend)[1].cpu().numpy(),
-                                     average_method="geometric")
-        for seed in range(seeds)
-    ]
-    return 100.0 * float(np.mean(scores)), 100.0 * float(np.std(scores))
+    scores = [nmi(true, kmeans(features, k, seed=seed, backend=backend)[1].cpu().numpy()) for seed in range(seeds)]
+    return float(np.mean(scores)), float(np.std(scores))

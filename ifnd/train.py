@@ -25,7 +25,7 @@ from ifnd.falseneg import build_detector
 from ifnd.frameworks import build_framework
 from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl,
                      writable_dir)
-from ifnd.metrics import knn_accuracy, mtpr_mtnr
+from ifnd.metrics import knn_accuracy, mtpr_mtnr, nmi
 from ifnd.sources import build_source
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -194,6 +194,8 @@ class Trainer:
             truth = self.source.labels.numpy()
             for k, level in zip(cfg.cluster_numbers, labels):
                 record[f"mtpr_k{k}"], record[f"mtnr_k{k}"] = mtpr_mtnr(level.cpu().numpy(), truth)
+            for k, assignment in zip(cfg.cluster_numbers, self.detector.cluster_assignments()):
+                record[f"nmi_k{k}"] = nmi(truth, assignment.numpy())
         return record
 
     def knn(self) -> float:

@@ -58,6 +58,10 @@ class Detector:
         """``[L, N]`` labels per sample when the detector is label based (for MTPR/MTNR)."""
         return None
 
+    def cluster_assignments(self) -> list[torch.Tensor]:
+        """The raw k-means assignment per level from the last refresh (for NMI, Fig. 6); none here."""
+        return []
+
     def state_dict(self) -> dict:
         return {}
 

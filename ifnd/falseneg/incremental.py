@@ -129,6 +129,7 @@ class IncrementalDetector(LabelDetector):
         self.seed = seed
         self.kmeans_backend = kmeans_backend
         self.rate = 0.0
+        self.assignments: list[torch.Tensor] = []
 
     def _unique_labels(self, num_samples: int) -> torch.Tensor:
         """Every sample its own label at every level: instance-level learning (Algorithm 1, line 1)."""
@@ -141,6 +142,7 @@ class IncrementalDetector(LabelDetector):
         self.rate = self.schedule.rate(epochs_done, total_epochs)
         if self.rate == 0.0:
             self.labels = self._unique_labels(self.labels.shape[1])
+            self.assignments = []
             self._on_clustering(None)
             return {"acceptance_rate": 0.0}
         feats = F.normalize(features().float(), dim=1)
@@ -152,8 +154,12 @@ class IncrementalDetector(LabelDetector):
             levels.append(accept_top(assigned, confidence, self.rate, k).cpu())
             clusterings.append((centroids, assigned))
         self.labels = torch.stack(levels)
+        self.assignments = [assigned.cpu() for _, assigned in clusterings]
         self._on_clustering((feats, clusterings))
         return {"acceptance_rate": self.rate}
+
+    def cluster_assignments(self) -> list[torch.Tensor]:
+        return self.assignments
 
     def _on_clustering(self, result: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None) -> None:
         """Hook for subclasses (PCL's prototypes): ``(features, [(centroids, assignment)] per level)``,
