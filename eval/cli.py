@@ -11,7 +11,7 @@ import time
 from typing import Callable
 
 from eval.checkpoints import CheckpointError
-from eval.data import DatasetNotFoundError, center_crop_transform, cifar_arrays, image_folder
+from eval.data import DatasetNotFoundError, ImageListDataset, center_crop_transform, cifar_arrays, image_folder
 from eval.features import CheckpointFeatures, default_cache_dir
 from ifnd.falseneg.kmeans import ClusteringError
 
@@ -63,6 +63,9 @@ def add_classification_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--val-split", default=None, help="default: val (imagefolder) or test (CIFAR)")
     group.add_argument("--resize-size", type=int, default=256, help="imagefolder evaluation resize (Resize(256))")
     group.add_argument("--crop-size", type=int, default=224, help="imagefolder crop (CenterCrop / RandomResizedCrop 224)")
+    group.add_argument("--wordnet-depth", type=int, default=None,
+                       help="imagefolder of ImageNet wnids: relabel the classes by their WordNet ancestor at this "
+                            "depth (Table 5: 3, 5, 7, 9; 18 = the original 1000 classes)")
 
 
 def val_split(args: argparse.Namespace) -> str:
@@ -75,8 +78,24 @@ def classification_dataset(args: argparse.Namespace, split: str):
         if args.data_root is None:
             raise UsageError("--data-root is required for --dataset imagefolder: give the folder that holds "
                              "train/ and val/ (ImageNet layout)")
-        return image_folder(args.data_root, split, center_crop_transform(args.resize_size, args.crop_size))
+        dataset = image_folder(args.data_root, split, center_crop_transform(args.resize_size, args.crop_size))
+        return relabel_by_wordnet_depth(dataset, args.wordnet_depth) if args.wordnet_depth else dataset
+    if getattr(args, "wordnet_depth", None):
+        raise UsageError("--wordnet-depth relabels ImageNet wnid folders: use it with --dataset imagefolder")
     return cifar_arrays(args.dataset, split, args.data_root)
+
+
+def relabel_by_wordnet_depth(dataset: ImageListDataset, depth: int) -> ImageListDataset:
+    """The same images, each labelled by its class's WordNet ancestor at ``depth`` (Table 5, App. D)."""
+    from wordnet_hierarchy import relabel
+
+    try:
+        new_label, names = relabel(dataset.classes, depth)
+    except ValueError as err:
+        raise UsageError(f"{err} (--wordnet-depth needs ImageNet wnid class folders)") from err
+    samples = [(path, new_label[label]) for path, label in dataset.samples]
+    return ImageListDataset(samples, names, dataset.transform, f"{dataset.name}|wordnet-depth={depth}",
+                            dataset.layout)
 
 
 def feature_source(args: argparse.Namespace) -> CheckpointFeatures:

@@ -48,10 +48,10 @@ def objective_masks(
     negative = valid & ~instance_positive
     if false_negative is None or objective in (Objective.INSTANCE, Objective.PROTONCE):
         return instance_positive.unsqueeze(0), negative.unsqueeze(0)
-    detected = false_negative & negative
+    kept = negative & ~false_negative
     if objective is Objective.ELIMINATION:
-        return instance_positive.expand_as(detected), negative & ~detected
-    return instance_positive | detected, negative & ~detected
+        return instance_positive.expand_as(kept), kept
+    return instance_positive | (negative & false_negative), kept
 
 
 def masked_contrastive_loss(

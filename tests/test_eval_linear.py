@@ -104,3 +104,20 @@ def test_missing_dataset_root_is_reported(tmp_path, capsys):
                      "--out", str(tmp_path / "r.json")])
     assert exit_info.value.code == 2
     assert f"dataset root not found: {tmp_path / 'imagenet'} does not exist" in capsys.readouterr().err
+
+
+def test_wordnet_depth_relabels_imagenet_folders(tmp_path):
+    import argparse
+
+    from conftest import write_image_folder
+    from eval.cli import classification_dataset
+    from wordnet_hierarchy import relabel
+
+    wnids = ["n01440764", "n01443537", "n02085620", "n02123045"]  # tench, goldfish, Chihuahua, tabby
+    root = write_image_folder(tmp_path / "imagenet", classes=wnids, per_class=2, size=8, splits=("train",))
+    args = argparse.Namespace(dataset="imagefolder", data_root=str(root), resize_size=8, crop_size=8,
+                              wordnet_depth=9)
+    dataset = classification_dataset(args, "train")
+    expected, names = relabel(wnids, 9)
+    assert dataset.classes == names and len(names) < len(wnids)
+    assert [label for _, label in dataset.samples] == [expected[i] for i in range(4) for _ in range(2)]

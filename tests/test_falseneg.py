@@ -124,3 +124,10 @@ def test_detector_state_round_trip():
 def test_detector_rejects_too_many_clusters():
     with pytest.raises(ValueError, match="do not fit 10 training samples"):
         IncrementalDetector(10, [5, 100], AcceptanceSchedule(), refresh_every=1, temperature=0.2)
+
+
+def test_ifnd_confidence_in_chunks_equals_one_pass():
+    feats, centroids = torch.randn(50, 6), torch.randn(4, 6)
+    labels = torch.randint(0, 4, (50,))
+    assert torch.allclose(ifnd_confidence(feats, centroids, labels, 0.2, chunk=7),
+                          ifnd_confidence(feats, centroids, labels, 0.2, chunk=1000), atol=1e-6)

@@ -59,10 +59,17 @@ class AcceptanceSchedule:
 
 
 def ifnd_confidence(features: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor,
-                    temperature: float) -> torch.Tensor:
-    """Eq. 2: softmax over centroids of cosine similarity / T, read at the assigned centroid."""
-    logits = F.normalize(features, dim=1) @ F.normalize(centroids, dim=1).T / temperature
-    return logits.log_softmax(dim=1).gather(1, labels[:, None])[:, 0].exp()
+                    temperature: float, chunk: int = 16384) -> torch.Tensor:
+    """Eq. 2: softmax over centroids of cosine similarity / T, read at the assigned centroid.
+
+    Rows go in chunks: at ImageNet scale (N = 1.28M, k = 10000) the full N x k matrix is 48 GiB.
+    """
+    unit_centroids = F.normalize(centroids, dim=1)
+    out = []
+    for rows, assigned in zip(F.normalize(features, dim=1).split(chunk), labels.split(chunk)):
+        logits = rows @ unit_centroids.T / temperature
+        out.append((logits.gather(1, assigned[:, None])[:, 0] - logits.logsumexp(dim=1)).exp())
+    return torch.cat(out)
 
 
 def pcl_concentration(features: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor,
