@@ -85,7 +85,8 @@ class LocalLauncher:
             return []
         threads = self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
         results = []
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
+                                 initializer=_die_with_parent) as pool:
             futures = {pool.submit(execute_task, task, store, False, threads): task for task in tasks}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
                                unit="run", file=sys.stderr):
@@ -98,6 +99,16 @@ class LocalLauncher:
                 _say(describe(status))
                 results.append(status)
         return results
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the sweep that spawned it dies (a killed sweep leaves no
+    orphan training on); the runs it had started resume on the next sweep."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # -- SLURM -------------------------------------------------------------------------------------------
