@@ -22,9 +22,10 @@ OURS = {"MoCo v2": "moco_v2", "SwAV": "swav", "PCL": "pcl", "IFND (Ours)": "ifnd
 def standin_run(ctx: Context, name: str, seed: int):
     if name in ("ifnd", "pcl", "simclr"):  # SimCLR-based, the runs of Tables 5-7
         if name == "pcl":
-            from reproduce.specs.table7 import capped, table7_rows
+            from ifnd.falseneg.pcl import table7_rows
+            from reproduce.specs.table7 import capped
 
-            rows, _ = table7_rows(10)
+            rows = table7_rows(10)
             overrides = dict(rows[1]["overrides"])
             overrides["cluster_numbers"] = capped(ctx, overrides["cluster_numbers"])
             return pretrain(ctx, overrides, seed, "cifar10", label=f"Table 7 PCL seed {seed}")

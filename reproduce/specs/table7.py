@@ -1,8 +1,7 @@
 """Table 7 (Appendix E): ablation against PCL, SimCLR-based, on CIFAR-100 (``make ablation-pcl``).
 
-Rows come from ``ifnd.falseneg.pcl.table7_rows(scale)`` (the frameworks engineer's configs: four
-orthogonal switches: objective, pseudo-label assignment, cluster numbers, confidence) when that
-exists, else from the transcription below; the paper's numbers are the same either way.
+Rows come from ``ifnd.falseneg.pcl.table7_rows(scale)``: each row one config of four orthogonal
+switches (objective, pseudo-label assignment, cluster numbers, confidence) with the paper's number.
 
 Cluster numbers: the paper's CIFAR-100 values are {1, 3, 10} x 100 (IFND, = Appendix C's
 {100, 300, 1000}) and {25, 50, 100} x 100 (PCL). With CIFAR-10 in place of CIFAR-100 (``smoke`` /
@@ -12,52 +11,13 @@ training images (the smoke profile's 512 images cap them at 256).
 """
 from __future__ import annotations
 
+from ifnd.falseneg.pcl import table7_rows
 from reproduce.specs.base import (Claim, Context, Derived, Grid, Spec, pretrain, probe, probe_note, seeds, source,
                                   training_size)
 
-_FINE, _COARSE = (25, 50, 100), (1, 3, 10)
-# Transcribed from Table 7: method, baseline (dagger), objective, assignment, clusters x100, confidence, Top-1.
-PAPER_ROWS = [
-    ("SimCLR", False, "instance", "constant", None, None, 71.5),
-    ("PCL", False, "protonce", "step", _FINE, "pcl", 72.8),
-    ("IFND (Ours)", False, "elimination", "linear", _COARSE, "ifnd", 74.0),
-    ("PCL", True, "elimination", "step", _FINE, "pcl", 73.1),
-    ("IFND", True, "protonce", "linear", _COARSE, "ifnd", 73.4),
-    ("PCL", True, "protonce", "linear", _FINE, "pcl", 73.5),
-    ("IFND", True, "elimination", "step", _COARSE, "ifnd", 73.1),
-    ("PCL", True, "protonce", "step", _COARSE, "pcl", 69.9),
-    ("IFND", True, "elimination", "linear", _FINE, "ifnd", 73.2),
-    ("IFND", True, "elimination", "linear", _COARSE, "pcl", 71.2),
-]
 OBJECTIVES = {"instance": "L_inst", "protonce": "L_ProtoNCE", "elimination": "L_elim"}
 CONFIDENCES = {"ifnd": "Eq. 2", "pcl": "Eq. 9 in PCL", None: "-"}
-
-
-def _transcribed_rows(scale: int) -> list[dict]:
-    rows = []
-    for name, baseline, objective, scheme, clusters, confidence, top1 in PAPER_ROWS:
-        if objective == "instance":
-            overrides = {"framework": "simclr", "detector": "none", "objective": "instance"}
-        else:
-            overrides = {"framework": "simclr", "detector": "ifnd", "objective": objective,
-                         "acceptance_scheme": scheme, "acceptance_initial": 0.0, "acceptance_final": 1.0,
-                         "acceptance_step_at": 0.1, "cluster_numbers": [c * scale for c in clusters],
-                         "confidence": confidence}
-        rows.append({"method": name, "baseline": baseline, "objective": objective, "assignment": scheme,
-                     "clusters_x100": list(clusters) if clusters else None, "confidence": confidence,
-                     "paper_top1": top1, "overrides": overrides})
-    return rows
-
-
-def table7_rows(scale: int) -> tuple[list[dict], str]:
-    try:
-        from ifnd.falseneg.pcl import table7_rows as library_rows
-    except ImportError:
-        return _transcribed_rows(scale), "reproduce/specs/table7.py (ifnd has no table7_rows yet)"
-    rows = library_rows(scale)
-    if [r["paper_top1"] for r in rows] != [r[-1] for r in PAPER_ROWS]:
-        return _transcribed_rows(scale), "reproduce/specs/table7.py (ifnd's table7_rows disagrees with the paper)"
-    return rows, "ifnd.falseneg.pcl.table7_rows"
+ROWS_SOURCE = "ifnd.falseneg.pcl.table7_rows (the paper's numbers are transcribed there, with the row configs)"
 
 
 def dataset(ctx: Context) -> str:
@@ -89,7 +49,7 @@ class Table7(Spec):
     def build(self, ctx: Context) -> Grid:
         data = dataset(ctx)
         scale = 100 if data == "cifar100" else 10
-        rows, origin = table7_rows(scale)
+        rows = table7_rows(scale)
         grid = Grid(self.name, f"{self.title} ({'CIFAR-100' if data == 'cifar100' else 'CIFAR-10 in place of CIFAR-100'})",
                     "Table 7")
         grid.attr_titles = ["Objective", "Pseudo label assignment", "Numbers of clusters", "Confidence"]
@@ -119,7 +79,7 @@ class Table7(Spec):
                                          paper_gap))
         grid.claims.insert(0, Claim("IFND above PCL", ("r2", "top1"), ("r1", "top1"), 74.0 - 72.8))
         grid.claims.insert(1, Claim("PCL above SimCLR", ("r1", "top1"), ("r0", "top1"), 72.8 - 71.5))
-        grid.notes += [probe_note(ctx), f"Row configs: {origin}. † marks the paper's ablated baselines; "
+        grid.notes += [probe_note(ctx), f"Row configs: {ROWS_SOURCE}. † marks the paper's ablated baselines; "
                        "Δ is to the PCL or IFND row above them."]
         if data == "cifar10":
             grid.notes.append("Stand-in: CIFAR-10 replaces CIFAR-100; cluster numbers scaled by 10/100 (the ratio "
