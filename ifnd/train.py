@@ -111,7 +111,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.detector.load_state_dict(state["detector"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = state["epoch"]
 
     def resume(self) -> bool:
