@@ -79,7 +79,8 @@ def classification_dataset(args: argparse.Namespace, split: str):
             raise UsageError("--data-root is required for --dataset imagefolder: give the folder that holds "
                              "train/ and val/ (ImageNet layout)")
         dataset = image_folder(args.data_root, split, center_crop_transform(args.resize_size, args.crop_size))
-        return relabel_by_wordnet_depth(dataset, args.wordnet_depth) if args.wordnet_depth else dataset
+        depth = getattr(args, "wordnet_depth", None)  # only the classification protocols offer it
+        return relabel_by_wordnet_depth(dataset, depth) if depth else dataset
     if getattr(args, "wordnet_depth", None):
         raise UsageError("--wordnet-depth relabels ImageNet wnid folders: use it with --dataset imagefolder")
     return cifar_arrays(args.dataset, split, args.data_root)

@@ -1,6 +1,8 @@
 """Launchers: an interrupted task resumes, local processes, submitit's local executor, the SLURM dry run."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import write_image_folder
@@ -150,3 +152,38 @@ def test_tasks_queued_on_slurm_are_not_launched_twice(tmp_path):
     states = {"100_0": "RUNNING", "100_1": "COMPLETED", "100_2": "PENDING"}
     assert queued_on_slurm(spec, {"aaa", "bbb", "zzz"}, states.__getitem__) == {"aaa": "100_0"}
     assert queued_on_slurm(spec, {"ccc"}, lambda job: 1 / 0) == {}  # unreadable state: not skipped
+
+
+def test_preempted_submitit_job_checkpoints_requeues_and_resumes(setup):
+    """submitit's preemption signal (what SLURM sends before preempting) on a running local job:
+    checkpoint() requeues the task, which resumes from its last finished epoch and completes."""
+    import time
+
+    import submitit
+
+    ctx, store, spec, tmp_path = setup
+    ctx = Context(apply_overrides(ctx.profile, ["epochs=12"]), ctx.paths, store)
+    task = task_of(ctx, "simclr")
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(SlurmTask(task, spec))
+    metrics = store.train_dir(task.key) / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(read_jsonl(metrics)) < 2:
+        time.sleep(0.2)
+    assert len(read_jsonl(metrics)) >= 2, "the job did not start training in time"
+    # SLURM signals the task process before preempting it (submitit's default: USR2); the local
+    # executor's controller relaunches a task that exits asking to be requeued.
+    import signal
+    import subprocess
+
+    tasks = subprocess.run(["pgrep", "-P", str(job._process.pid)], capture_output=True, text=True).stdout.split()
+    assert tasks, "no task process under the submitit controller"
+    for pid in tasks:
+        os.kill(int(pid), signal.SIGUSR2)
+    status = job.result()
+    assert status["status"] == "done" and status["trained"], status
+    epochs = [r["epoch"] for r in read_jsonl(metrics)]
+    assert epochs == list(range(1, 13))  # every epoch exactly once: resumed, not restarted
+    log = (job.stdout() or "") + (job.stderr() or "")
+    assert "requeued" in log.lower(), log[-2000:]
