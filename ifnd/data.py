@@ -7,7 +7,7 @@ Sources, all read from disk (nothing is ever downloaded):
   (``train/<class>/*.jpg``, ``test/<class>/*.jpg``), or torchvision's ``cifar-10-batches-py``;
 * ``cifar100``: torchvision's ``cifar-100-python``;
 * ``folder``: an ImageNet-style ``train/<class>/*`` and ``val/<class>/*`` (or ``test``) tree of
-  equally sized images (larger trees stream through :mod:`ifnd.folder` instead).
+  equally sized images; the trainer streams such trees instead (:class:`ifnd.sources.FolderSource`).
 
 The root comes from the ``data_root`` option, else ``$IFND_DATA_ROOT``, else the default above.
 Decoded arrays are cached as ``.npz`` under ``$IFND_CACHE`` (default ``~/.cache/ifnd``), keyed
