@@ -191,7 +191,7 @@ def header(ctx: Context, grid: Grid, resolved: Resolved) -> list[str]:
              f"git {git_commit()}",
              f"- Runs: {finished} of {len(runs)} finished" + (" (re-run the same command to finish or collect them)"
                                                               if finished < len(runs) else ""),
-             f"- Paper numbers: {grid.paper_source} of {_paper()} (transcribed in reproduce/specs/{grid.name}.py)"]
+             f"- Paper numbers: {grid.paper_source} of {_paper()} (transcribed in {grid.paper_file or f'reproduce/specs/{grid.name}.py'})"]
     lines += [f"- {note}" for note in grid.notes]
     return lines
 

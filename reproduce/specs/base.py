@@ -86,6 +86,7 @@ class Grid:
     name: str
     title: str
     paper_source: str                       # "Table 5 of <paper>"
+    paper_file: str = ""                    # where the paper's numbers are transcribed (default: the spec)
     rows: list[Row] = field(default_factory=list)
     cols: list[Col] = field(default_factory=list)
     cells: dict = field(default_factory=dict)  # (row key, col key) -> Cell

@@ -17,7 +17,6 @@ from reproduce.specs.base import (Claim, Context, Derived, Grid, Spec, pretrain,
 
 OBJECTIVES = {"instance": "L_inst", "protonce": "L_ProtoNCE", "elimination": "L_elim"}
 CONFIDENCES = {"ifnd": "Eq. 2", "pcl": "Eq. 9 in PCL", None: "-"}
-ROWS_SOURCE = "ifnd.falseneg.pcl.table7_rows (the paper's numbers are transcribed there, with the row configs)"
 
 
 def dataset(ctx: Context) -> str:
@@ -51,7 +50,7 @@ class Table7(Spec):
         scale = 100 if data == "cifar100" else 10
         rows = table7_rows(scale)
         grid = Grid(self.name, f"{self.title} ({'CIFAR-100' if data == 'cifar100' else 'CIFAR-10 in place of CIFAR-100'})",
-                    "Table 7")
+                    "Table 7", paper_file="ifnd/falseneg/pcl.py")
         grid.attr_titles = ["Objective", "Pseudo label assignment", "Numbers of clusters", "Confidence"]
         grid.add_col("top1", "Top-1")
         grid.add_col("gap", "Δ to its baseline")
@@ -79,7 +78,7 @@ class Table7(Spec):
                                          paper_gap))
         grid.claims.insert(0, Claim("IFND above PCL", ("r2", "top1"), ("r1", "top1"), 74.0 - 72.8))
         grid.claims.insert(1, Claim("PCL above SimCLR", ("r1", "top1"), ("r0", "top1"), 72.8 - 71.5))
-        grid.notes += [probe_note(ctx), f"Row configs: {ROWS_SOURCE}. † marks the paper's ablated baselines; "
+        grid.notes += [probe_note(ctx), f"Row configs: ifnd.falseneg.pcl.table7_rows. † marks the paper's ablated baselines; "
                        "Δ is to the PCL or IFND row above them."]
         if data == "cifar10":
             grid.notes.append("Stand-in: CIFAR-10 replaces CIFAR-100; cluster numbers scaled by 10/100 (the ratio "
