@@ -36,14 +36,6 @@ from reproduce.store import Store
 KINDS = ("probe", "nmi", "tsne", "cli")
 
 
-def linear_probe_available() -> bool:
-    try:
-        from eval.linear import linear_probe_features  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def checkpoint_of(run: EvalRun, store: Store) -> Path:
     run_dir = store.train_dir(run.train.key)
     epoch = run.params.get("epoch")

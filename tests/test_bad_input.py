@@ -1,7 +1,6 @@
 """The catalogue of bad inputs (README, Troubleshooting): one clear message naming problem and fix,
 and no partial output. Each case returns the exception raised; the test checks type, message and
 that nothing half-written was left behind."""
-import json
 import os
 import subprocess
 import sys

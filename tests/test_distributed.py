@@ -3,7 +3,6 @@
 BatchNorm is put in evaluation mode: without SyncBN (GPU only) its batch statistics are per
 process by design, which is the one intended difference between the two settings.
 """
-import os
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """MoCo v2's queue, momentum and shuffled BN; every framework x detector trains; CLI selection; DDP."""
-import os
 
 import pytest
 import torch

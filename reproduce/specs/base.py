@@ -253,10 +253,6 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
 
 
 def probe_protocol(ctx: Context) -> str:
-    from reproduce.evals import linear_probe_available
-
-    if ctx.profile.probe_protocol == "linear" and not linear_probe_available():
-        return "knn"
     return ctx.profile.probe_protocol
 
 
@@ -270,9 +266,8 @@ def probe_note(ctx: Context) -> str:
         return (f"Top-1 is a linear probe on frozen backbone features (eval.linear.linear_probe_features: "
                 f"{s.get('epochs')} epochs, lr {s.get('lr')}, batch {s.get('batch_size')}, standardised features), "
                 f"trained on {subset}, tested on {test}.")
-    fallback = " (eval.linear is not importable: kNN fallback)" if p.probe_protocol == "linear" else ""
     return (f"Top-1 is a weighted kNN classifier (k={p.cifar.get('knn_k', 200)}, T=0.1) on frozen backbone "
-            f"features{fallback}, memory bank {subset}, tested on {test}.")
+            f"features, memory bank {subset}, tested on {test}.")
 
 
 def probe(ctx: Context, train: TrainRun | NotRun, dataset: str = "cifar10", label_map=None,

@@ -78,7 +78,7 @@ class Table7(Spec):
                                          paper_gap))
         grid.claims.insert(0, Claim("IFND above PCL", ("r2", "top1"), ("r1", "top1"), 74.0 - 72.8))
         grid.claims.insert(1, Claim("PCL above SimCLR", ("r1", "top1"), ("r0", "top1"), 72.8 - 71.5))
-        grid.notes += [probe_note(ctx), f"Row configs: ifnd.falseneg.pcl.table7_rows. † marks the paper's ablated baselines; "
+        grid.notes += [probe_note(ctx), "Row configs: ifnd.falseneg.pcl.table7_rows. † marks the paper's ablated baselines; "
                        "Δ is to the PCL or IFND row above them."]
         if data == "cifar10":
             grid.notes.append("Stand-in: CIFAR-10 replaces CIFAR-100; cluster numbers scaled by 10/100 (the ratio "
