@@ -33,6 +33,22 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def cifar_training_main(argv, doc: str, banner_text: str, run, steps_help: str) -> int:
+    """The command line shared by the benchmarks that train on a CIFAR-10 subset at mini settings."""
+    parser = base_parser(doc.splitlines()[0])
+    parser.add_argument("--data-root", help="CIFAR-10 location (default: the project's shared copy)")
+    parser.add_argument("--subset", type=int, default=5000, help="class-balanced training images")
+    parser.add_argument("--steps", type=int, default=6, help=steps_help)
+    parser.add_argument("--batch-size", type=int, default=0, help="0: the mini profile's 256")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.subset, args.steps, args.batch_size = min(args.subset, 100), 2, args.batch_size or 32
+    setup(args)
+    banner(banner_text)
+    write_json(args.json, {"machine": machine(), **run(args)})
+    return 0
+
+
 def setup(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -98,19 +98,8 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = common.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--data-root", help="CIFAR-10 location (default: the project's shared copy)")
-    parser.add_argument("--subset", type=int, default=5000, help="class-balanced training images")
-    parser.add_argument("--steps", type=int, default=6, help="training steps per timed call")
-    parser.add_argument("--batch-size", type=int, default=0, help="0: the mini profile's 256")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.subset, args.steps, args.batch_size = min(args.subset, 100), 2, args.batch_size or 32
-    common.setup(args)
-    common.banner("training step: IFND (elimination, 3 levels) vs SimCLR, same process")
-    figures = run(args)
-    common.write_json(args.json, {"machine": common.machine(), **figures})
-    return 0
+    return common.cifar_training_main(argv, __doc__, "training step: IFND (elimination, 3 levels) vs SimCLR, same process", run,
+                                      "training steps per timed call")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ NAMES = {"moco_v2": "MoCo v2", "pcl": "PCL", "ifnd": "IFND", "swav": "SwAV", "if
          "ifnd_moco": "IFND (MoCo v2)"}
 
 
+def standin_title(ctx: Context, title: str) -> tuple[str, bool]:
+    """The table title and whether CIFAR-10 stands in for ImageNet at this profile."""
+    standin = ctx.profile.cifar_standins and not ctx.profile.imagenet_runs
+    return title + (" — CIFAR-10 stand-in" if standin else " on ImageNet"), standin
+
+
 def imagenet_reason(ctx: Context) -> str | None:
     """Why ImageNet rows are not run here (the data first, then the profile), or None."""
     _, reason = ctx.paths.locate("imagenet")

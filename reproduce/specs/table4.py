@@ -38,8 +38,8 @@ class Table4(Spec):
     title = "Table 4: Clustering quality (NMI %)"
 
     def build(self, ctx: Context) -> Grid:
-        standin = ctx.profile.cifar_standins and not ctx.profile.imagenet_runs
-        grid = Grid(self.name, self.title + (" — CIFAR-10 stand-in" if standin else " on ImageNet"), "Table 4")
+        title, standin = inet.standin_title(ctx, self.title)
+        grid = Grid(self.name, title, "Table 4")
         grid.add_col("nmi", "NMI")
         grid.add_col("kmeans_std", "k-means std")
         rows = PAPER_ROWS + ([("SimCLR (stand-in extra)", None, None)] if standin else [])

@@ -19,8 +19,8 @@ class Table8(Spec):
     title = "Table 8: IFND with different learning frameworks (Top-1 %)"
 
     def build(self, ctx: Context) -> Grid:
-        standin = ctx.profile.cifar_standins and not ctx.profile.imagenet_runs
-        grid = Grid(self.name, self.title + (" — CIFAR-10 stand-in" if standin else " on ImageNet"), "Table 8")
+        title, standin = inet.standin_title(ctx, self.title)
+        grid = Grid(self.name, title, "Table 8")
         grid.add_col("top1", "Top-1")
         grid.add_col("gap", "Δ to its baseline")
         for name, key, base, top1, gap in PAPER_ROWS:
