@@ -11,21 +11,19 @@ Two shapes of the paper:
 Labels are random pseudo labels with half of the samples accepted (the others keep a label of their
 own, as :class:`ifnd.falseneg.incremental.IncrementalDetector` does mid-training). Each timed call
 starts from the logits (a leaf) and ends with their gradient, so it pays what the trainer pays each
-step: the label comparison (:func:`ifnd.losses.label_false_negatives`), the masks
-(:func:`ifnd.losses.objective_masks`, elimination) and the kernel's forward and backward.
+step: the same-label join (:func:`ifnd.losses.same_label_pairs`), the objective's pairs
+(:func:`ifnd.losses.objective_pairs`, elimination) and the kernel's forward and backward.
 
 Variants (all ratios are over ``infonce``):
 
 * ``infonce``: ``F.cross_entropy`` on the same logits (MoCo: target = the own key's column; the
   other 255 keys of the batch count as negatives, 0.4% more columns than MoCo's ``[l_pos, l_neg]``;
   SimCLR: NT-Xent, the anchor itself masked with -inf as ``tests/test_losses.py`` writes it).
-* ``ifnd``: the trainer's path, label comparison + masks + kernel forward + backward.
-* ``masks``: only label comparison + ``objective_masks``; ``kernel``: only the kernel (masks given).
-* ``straightforward``: the same masks, then one ``masked_fill`` + ``logsumexp`` per level through
-  autograd (the kind of code the kernel replaces; skipped with ``--no-straightforward``).
-* ``fused``: a prototype that builds the kept set from the labels inside the kernel's row blocks
-  (:func:`fused_elimination_loss`), i.e. what the step would cost if ``Framework.training_loss``
-  handed labels instead of ``[L, A, C]`` masks to the kernel.
+* ``ifnd``: the trainer's path, label join + objective pairs + kernel forward + backward.
+* ``pairs``: only the label join and ``objective_pairs``; ``kernel``: only the kernel (pairs given).
+* ``straightforward``: the same sets as dense ``[L, A, C]`` masks, then one ``masked_fill`` +
+  ``logsumexp`` per level through autograd (the kind of code the kernel replaces; skipped with
+  ``--no-straightforward``).
 """
 from __future__ import annotations
 
@@ -33,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import common
-from ifnd.losses import _masked_loss_blocks, label_false_negatives, masked_contrastive_loss, objective_masks
+from ifnd.losses import Pairs, masked_contrastive_loss, objective_pairs, same_label_pairs
 
 TEMPERATURE = 0.2
 CASES = {  # name: (anchors' batch, queue, feature dim, cluster numbers)
@@ -69,7 +67,7 @@ def make_case(name: str, device, quick: bool = False, seed: int = 0) -> dict:
         anchor_index = sample[:b]
         candidate_index = torch.cat([anchor_index, sample[b:b + spec["queue"]]])
         own = torch.eye(b, dtype=torch.bool)
-        positive = torch.cat([own, torch.zeros(b, spec["queue"], dtype=torch.bool)], 1)
+        positive = Pairs(torch.zeros(b, dtype=torch.long), torch.arange(b), torch.arange(b))
         valid = torch.cat([own, torch.ones(b, spec["queue"], dtype=torch.bool)], 1)
         target = torch.arange(b)
     else:
@@ -77,13 +75,14 @@ def make_case(name: str, device, quick: bool = False, seed: int = 0) -> dict:
         logits = z @ z.T / TEMPERATURE
         anchor_index = candidate_index = sample[:b].repeat(2)
         is_self = torch.eye(2 * b, dtype=torch.bool)
-        positive = (anchor_index[:, None] == candidate_index[None, :]) & ~is_self
+        positive = Pairs.from_mask((anchor_index[:, None] == candidate_index[None, :]) & ~is_self)
         valid = ~is_self
         target = (torch.arange(2 * b) + b) % (2 * b)
     labels = pseudo_labels(torch.cat([anchor_index, candidate_index]), spec["ks"], spec["num_samples"], 0.5, gen)
     a = anchor_index.shape[0]
     to = lambda t: t.to(device)
-    return dict(name=name, logits=to(logits), positive=to(positive), valid=to(valid), target=to(target),
+    positive = Pairs(to(positive.level), to(positive.anchor), to(positive.candidate))
+    return dict(name=name, logits=to(logits), positive=positive, valid=to(valid), target=to(target),
                 anchor_labels=to(labels[:, :a]), candidate_labels=to(labels[:, a:]), ks=spec["ks"])
 
 
@@ -95,44 +94,25 @@ def infonce(case: dict, logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, case["target"])
 
 
-def trainer_masks(case: dict):
-    false_negative = label_false_negatives(case["anchor_labels"], case["candidate_labels"])
-    return objective_masks("elimination", case["positive"], case["valid"], false_negative)
+def trainer_pairs(case: dict):
+    false_negative = same_label_pairs(case["anchor_labels"], case["candidate_labels"])
+    return objective_pairs("elimination", case["positive"], case["valid"], false_negative)
 
 
-def straightforward_loss(logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """One ``masked_fill`` + ``logsumexp`` per level, through autograd (the reference formula)."""
+def straightforward_loss(logits: torch.Tensor, valid: torch.Tensor, positive: Pairs, excluded: Pairs) -> torch.Tensor:
+    """Dense ``[L, A, C]`` masks, one ``masked_fill`` + ``logsumexp`` per level, through autograd."""
+    a, c = logits.shape
     logits = logits.float()
-    per_anchor = []
-    for pos, neg in zip(positive.expand_as(negative), negative):
-        log_denominator = logits.masked_fill(~(pos | neg), float("-inf")).logsumexp(1)
-        count = pos.sum(1)
-        pos_mean = torch.where(pos, logits, 0).sum(1) / count.clamp_min(1)
-        per_anchor.append((log_denominator - pos_mean)[count > 0])
+    kept = valid & ~excluded.to_mask(a, c)
+    pos = positive.to_mask(a, c)[0]
+    count = pos.sum(1)
+    pos_mean = torch.where(pos, logits, 0).sum(1) / count.clamp_min(1)
+    per_anchor = [(logits.masked_fill(~level, float("-inf")).logsumexp(1) - pos_mean)[count > 0] for level in kept]
     return torch.cat(per_anchor).mean()
 
 
-def fused_elimination_loss(logits, instance_positive, valid, anchor_labels, candidate_labels):
-    """Prototype: the elimination loss with the kept set built from labels block by block.
-
-    Same value as ``masked_contrastive_loss(logits, *objective_masks("elimination", ...))`` but no
-    ``[L, A, C]`` tensor is ever made: each block of anchors compares its labels with the
-    candidates' straight into the kernel's float buffer. (Forward + gradient; the benchmark calls
-    it where the trainer would call the kernel.)
-    """
-    negative = (valid & ~instance_positive).float()
-
-    def negatives_into(out, start, stop):
-        differ = anchor_labels[:, start:stop, None] != candidate_labels[:, None, :]   # bool, block-sized
-        out.copy_(differ.view(torch.uint8)).mul_(negative[start:stop])  # (comparing into float is ~8x slower)
-
-    levels = anchor_labels.shape[0]
-    shared_positive = instance_positive.unsqueeze(0).expand(levels, *instance_positive.shape)
-    return _masked_loss_blocks(logits.detach().float(), shared_positive, negatives_into, need_grad=True)
-
-
 def variants(case: dict, straightforward: bool = True) -> dict:
-    prebuilt = trainer_masks(case)
+    prebuilt = trainer_pairs(case)
 
     def leaf():
         return case["logits"].detach().clone().requires_grad_(True)
@@ -144,48 +124,41 @@ def variants(case: dict, straightforward: bool = True) -> dict:
 
     def run_ifnd():
         x = leaf()
-        masked_contrastive_loss(x, *trainer_masks(case)).backward()
+        masked_contrastive_loss(x, case["valid"], *trainer_pairs(case)).backward()
         return x.grad
 
-    def run_masks():
-        return trainer_masks(case)
+    def run_pairs():
+        return trainer_pairs(case)
 
     def run_kernel():
         x = leaf()
-        masked_contrastive_loss(x, *prebuilt).backward()
+        masked_contrastive_loss(x, case["valid"], *prebuilt).backward()
         return x.grad
 
     def run_straightforward():
         x = leaf()
-        straightforward_loss(x, *trainer_masks(case)).backward()
+        straightforward_loss(x, case["valid"], *trainer_pairs(case)).backward()
         return x.grad
 
-    def run_fused():
-        return fused_elimination_loss(leaf(), case["positive"], case["valid"], case["anchor_labels"],
-                                      case["candidate_labels"])[1]
-
-    out = {"infonce": run_infonce, "ifnd": run_ifnd, "masks": run_masks, "kernel": run_kernel, "fused": run_fused}
+    out = {"infonce": run_infonce, "ifnd": run_ifnd, "pairs": run_pairs, "kernel": run_kernel}
     if straightforward:
         out["straightforward"] = run_straightforward
     return out
 
 
 def check(case: dict) -> dict:
-    """Loss and gradient of the kernel and of the fused prototype against the straightforward formula."""
-    p, n = trainer_masks(case)
+    """Loss and gradient of the kernel against the straightforward formula."""
+    positive, excluded = trainer_pairs(case)
     x_ref = case["logits"].detach().clone().requires_grad_(True)
-    ref = straightforward_loss(x_ref, p, n)
+    ref = straightforward_loss(x_ref, case["valid"], positive, excluded)
     ref.backward()
     x = case["logits"].detach().clone().requires_grad_(True)
-    loss = masked_contrastive_loss(x, p, n)
+    loss = masked_contrastive_loss(x, case["valid"], positive, excluded)
     loss.backward()
-    fused_loss, fused_grad = fused_elimination_loss(case["logits"], case["positive"], case["valid"],
-                                                   case["anchor_labels"], case["candidate_labels"])
     scale = x_ref.grad.abs().max().item()
     return {"loss": ref.item(), "kernel_loss_diff": abs(loss.item() - ref.item()),
             "kernel_grad_diff_rel": (x.grad - x_ref.grad).abs().max().item() / scale,
-            "fused_loss_diff": abs(fused_loss.item() - ref.item()),
-            "fused_grad_diff_rel": (fused_grad - x_ref.grad).abs().max().item() / scale}
+            "false_negative_pairs": len(excluded)}
 
 
 def run(device: str = "cpu", quick: bool = False, reps: int = 0, straightforward: bool = True,
@@ -235,7 +208,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-straightforward", action="store_true", help="skip the slow reference variant")
     parser.add_argument("--cases", nargs="+", default=["moco", "simclr"], choices=sorted(CASES))
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of the "
-                        "trainer path (label comparison + masks + kernel) on each case")
+                        "trainer path (label join + objective pairs + kernel) on each case")
     args = parser.parse_args(argv)
     common.setup(args)
     common.banner("masked contrastive kernel vs plain InfoNCE (forward + backward)")

@@ -5,7 +5,7 @@
 Both trainers are built from the ``mini`` profile (convnet4, CIFAR-10 32x32, batch 256, bf16 autocast
 on CPU, a class-balanced 5k-image subset) and run the trainer's own ``train_epoch`` cut to a few steps,
 alternating. The IFND trainer's pseudo labels come from a real refresh halfway through the schedule
-(k = 10 / 30 / 100, half the samples accepted), so each step pays the label comparison, the masks
+(k = 10 / 30 / 100, half the samples accepted), so each step pays the same-label join, the pairs
 and the kernel over 3 levels. Target: IFND at most 3% slower per step.
 """
 from __future__ import annotations
@@ -29,16 +29,18 @@ def build(mode: str, run_dir, args):
 
 
 def loss_only(trainer, reps: int) -> dict:
-    """The per-step part that differs: detection + masks + kernel forward/backward on a 2B x 2B batch.
+    """The per-step part that differs: detection + pairs + kernel forward/backward on a 2B x 2B batch.
 
-    Same three lines as ``Framework.training_loss`` on the unit embeddings of a SimCLR batch (the
-    encoder, identical for both, left out), timed many times: a less noisy figure for the overhead.
+    ``Framework.training_loss``'s :func:`~ifnd.frameworks.base.contrastive_loss` on the unit
+    embeddings of a SimCLR batch (the encoder, identical for both, left out), timed many times: a
+    less noisy figure for the overhead.
     """
     import torch
     import torch.nn.functional as F
 
     from ifnd.falseneg.base import ContrastiveBatch, Detector
-    from ifnd.losses import masked_contrastive_loss, objective_masks
+    from ifnd.frameworks.base import contrastive_loss
+    from ifnd.losses import Pairs
 
     cfg = trainer.cfg
     gen = torch.Generator().manual_seed(0)
@@ -46,16 +48,14 @@ def loss_only(trainer, reps: int) -> dict:
     z0 = F.normalize(torch.randn(2 * cfg.batch_size, 128, generator=gen), dim=1)
     anchor_index = index.repeat(2)
     is_self = torch.eye(2 * cfg.batch_size, dtype=torch.bool)
-    positive = (anchor_index[:, None] == anchor_index[None, :]) & ~is_self
+    positive = Pairs.from_mask((anchor_index[:, None] == anchor_index[None, :]) & ~is_self)
 
     def step(detector, objective):
         def call():
             z = z0.clone().requires_grad_(True)
             batch = ContrastiveBatch(z @ z.T / cfg.temperature, anchor_index, anchor_index, positive, ~is_self,
                                      cfg.temperature)
-            false_negative = detector.false_negatives(batch)
-            p, n = objective_masks(objective, batch.positive, batch.valid, false_negative)
-            masked_contrastive_loss(batch.logits, p, n).backward()
+            contrastive_loss(batch, detector, objective).backward()
         return call
 
     times = common.interleaved({"simclr": step(Detector(), "instance"), "ifnd": step(trainer.detector, "elimination")},

@@ -1,24 +1,30 @@
 """One masked contrastive kernel; every objective of the suite is a choice of masks.
 
-For anchor ``i`` and candidates ``j`` with logits ``l_ij = z_i . z_j / T`` the kernel takes a
-positive mask ``P`` and a kept-negative mask ``N`` (disjoint) and returns, per anchor,
+For anchor ``i`` and candidates ``j`` with logits ``l_ij = z_i . z_j / T`` and, per label level,
+a positive set ``P(i)`` and a kept set ``S(i) ⊇ P(i)`` the kernel returns the mean over anchors of
 
-    loss_i = 1/|P(i)| * sum_{p in P(i)} [ -l_ip + log sum_{s in P(i) u N(i)} exp(l_is) ]
+    loss_i = 1/|P(i)| * sum_{p in P(i)} [ -l_ip + log sum_{s in S(i)} exp(l_is) ]
 
-which is, with ``S(i) = P(i) u N(i)``:
+The kept set is given as what it lacks: ``S(i)`` is the anchor's valid candidates (a dense
+``[A, C]`` mask: not the anchor itself, no empty queue slot) minus a sparse set of *excluded*
+pairs per level; positives are sparse pairs. Then:
 
-* instance loss (paper Eq. 1, SimCLR / MoCo v2): ``P`` = the other view, ``N`` = all others;
-* elimination (Eq. 3): detected false negatives removed from ``N``;
-* attraction (Eq. 4, SupCon's L_out averaging): detected false negatives moved from ``N`` to ``P``;
+* instance loss (paper Eq. 1, SimCLR / MoCo v2): ``P`` = the other view, nothing excluded;
+* elimination (Eq. 3): the detected false negatives are excluded;
+* attraction (Eq. 4, SupCon's L_out averaging): the detected false negatives join ``P``;
 * SupCon oracle: attraction with the true labels;
 * GloFND: elimination where "detected" means ``s_ij > lambda_i``;
-* ProtoNCE (PCL): the instance masks here; the prototype term is the detector's ``extra_loss``.
+* ProtoNCE (PCL): the instance loss here; the prototype term is the detector's ``extra_loss``.
 
-Several label levels (hierarchical k, Sec. 3.2) stack masks on a leading axis ``L`` and the
-loss is the mean over levels. Anchors without any positive are left out of the mean.
+Several label levels (hierarchical k, Sec. 3.2) are a leading axis ``L`` of the pairs and the
+loss is the mean over levels. Anchors without any positive are left out of the mean. Because
+false negatives are few per anchor (a handful of same-cluster samples among 65536 queue keys),
+the kernel costs one dense pass like plain InfoNCE plus work in the number of pairs
+(``benchmarks/loss_kernel.py`` measures it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -33,121 +39,193 @@ class Objective(str, Enum):
     PROTONCE = "protonce"        # PCL's L_ProtoNCE: instance masks + the detector's prototype term (Table 7)
 
 
-def objective_masks(
-    objective: Objective | str,
-    instance_positive: torch.Tensor,
-    valid: torch.Tensor,
-    false_negative: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive and kept-negative masks ``[L, A, C]`` for one objective.
+@dataclass(frozen=True)
+class Pairs:
+    """The True entries of a sparse ``[L, A, C]`` bool mask as index lists, each entry once.
 
-    ``instance_positive`` / ``valid`` are ``[A, C]`` (``valid`` excludes the anchor itself and
-    empty queue slots); ``false_negative`` is ``[L, A, C]`` or ``None`` for no detection.
+    ``levels`` is ``L``. Positives with ``levels == 1`` hold for every level of the loss (the
+    instance positives, shared by all label levels).
+    """
+
+    level: torch.Tensor
+    anchor: torch.Tensor
+    candidate: torch.Tensor
+    levels: int = 1
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> "Pairs":
+        """From a dense ``[A, C]`` or ``[L, A, C]`` bool mask."""
+        if mask.dim() == 2:
+            mask = mask.unsqueeze(0)
+        return cls(*_few_nonzero(mask), levels=mask.shape[0])
+
+    def to_mask(self, anchors: int, candidates: int) -> torch.Tensor:
+        out = torch.zeros(self.levels, anchors, candidates, dtype=torch.bool, device=self.anchor.device)
+        out[self.level, self.anchor, self.candidate] = True
+        return out
+
+    def select(self, keep: torch.Tensor) -> "Pairs":
+        """The entries where the bool ``keep`` is True."""
+        at = keep.nonzero().view(-1)  # (index_select is several times faster than bool indexing on a CPU)
+        return Pairs(self.level.index_select(0, at), self.anchor.index_select(0, at),
+                     self.candidate.index_select(0, at), self.levels)
+
+    def at_every_level(self, levels: int) -> "Pairs":
+        """A level-shared set written out for each of ``levels`` levels."""
+        if self.levels == levels:
+            return self
+        n = self.anchor.numel()
+        level = torch.arange(levels, device=self.anchor.device).repeat_interleave(n)
+        return Pairs(level, self.anchor.repeat(levels), self.candidate.repeat(levels), levels)
+
+    def __len__(self) -> int:
+        return self.anchor.numel()
+
+
+def same_label_pairs(anchor_labels: torch.Tensor, candidate_labels: torch.Tensor) -> Pairs:
+    """Pairs ``(l, a, c)`` with ``anchor_labels[l, a] == candidate_labels[l, c]``; labels ``[L, A]``, ``[L, C]``.
+
+    A sort-merge join: ``O((A + C) log C)`` plus the number of pairs, never an ``[L, A, C]`` tensor.
+    """
+    levels, anchors = anchor_labels.shape
+    candidates = candidate_labels.shape[1]
+    device = anchor_labels.device
+    span = int(max(anchor_labels.max(), candidate_labels.max())) + 1 if anchors and candidates else 1
+    offset = torch.arange(levels, device=device)[:, None] * span          # keys of different levels never meet
+    keys, order = (candidate_labels.long() + offset).reshape(-1).sort()
+    wanted = (anchor_labels.long() + offset).reshape(-1)
+    first = torch.searchsorted(keys, wanted)
+    count = torch.searchsorted(keys, wanted, right=True) - first
+    row = torch.repeat_interleave(torch.arange(levels * anchors, device=device), count)
+    skip = (first - (torch.cumsum(count, 0) - count)).index_select(0, row)    # sorted position - output position
+    column = order.index_select(0, torch.arange(row.numel(), device=device) + skip)
+    return Pairs(row // anchors, row % anchors, column % candidates, levels)
+
+
+def objective_pairs(
+    objective: Objective | str, positive: Pairs, valid: torch.Tensor, false_negative: Pairs | None
+) -> tuple[Pairs, Pairs | None]:
+    """``(positives, excluded)`` of one objective for :func:`masked_contrastive_loss`.
+
+    ``positive`` are the instance positives (level-shared), ``valid`` the ``[A, C]`` candidates that
+    count at all, ``false_negative`` the detector's pairs (``None``: no detection). Detections that
+    are not valid negatives (the anchor's own positive, itself, an empty queue slot) are ignored.
     """
     objective = Objective(objective)
-    negative = valid & ~instance_positive
     if false_negative is None or objective in (Objective.INSTANCE, Objective.PROTONCE):
-        return instance_positive.unsqueeze(0), negative.unsqueeze(0)
-    kept = negative & ~false_negative
+        return positive, None
+    candidates = valid.shape[1]
+    negative = valid.clone().view(-1)
+    negative[positive.anchor * candidates + positive.candidate] = False
+    detected = false_negative.select(negative.index_select(0, false_negative.anchor * candidates
+                                                              + false_negative.candidate))
     if objective is Objective.ELIMINATION:
-        return instance_positive.expand_as(kept), kept
-    return instance_positive | (negative & false_negative), kept
+        return positive, detected
+    shared = positive.at_every_level(detected.levels)
+    return Pairs(*(torch.cat([a, b]) for a, b in zip((shared.level, shared.anchor, shared.candidate),
+                                                     (detected.level, detected.anchor, detected.candidate))),
+                 levels=detected.levels), None
 
 
 def masked_contrastive_loss(
-    logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+    logits: torch.Tensor, valid: torch.Tensor, positive: Pairs, excluded: Pairs | None = None
 ) -> torch.Tensor:
-    """Mean masked contrastive loss; ``logits`` ``[A, C]``, masks ``[L, A, C]`` or ``[A, C]``.
+    """Mean masked contrastive loss over levels and anchors; ``logits`` and ``valid`` ``[A, C]``.
 
-    Computed in float32 whatever the autocast dtype. The row maximum is taken over all
-    candidates, so masked terms never overflow and the kernel needs one ``exp`` for all levels.
-    Loss and gradient (Appendix A, Eqs. 8 and 10: softmax over the kept set minus the positive
-    weights) are computed together, a block of anchors at a time, so no float mask of the whole
-    ``[L, A, C]`` problem is ever held (``benchmarks/loss_kernel.py`` measures it).
+    ``positive`` must be valid and not excluded at their level; ``excluded`` lists each entry once
+    per level; levels ``L`` = the larger of the two sets' ``levels``. Computed in float32 whatever
+    the autocast dtype; rows where the excluded hold nearly all the mass are summed directly rather
+    than as "all minus excluded" (no cancellation). Loss and gradient (Appendix A, Eqs. 8 and 10:
+    softmax over the kept set minus the positive weights) are computed together; backward only
+    scales the stored gradient. An entry excluded at every level gets a zero gradient (exactly
+    with one level, to float32 rounding of ``e_c * sum_l w_l`` with several).
     """
-    logits = logits.float()
-    if positive.dim() == 2:
-        positive = positive.unsqueeze(0)
-    if negative.dim() == 2:
-        negative = negative.unsqueeze(0)
-    levels = max(positive.shape[0], negative.shape[0])
-    positive = positive.expand(levels, *positive.shape[1:])
-    negative = negative.expand(levels, *negative.shape[1:])
-
-    def negatives_into(out: torch.Tensor, start: int, stop: int) -> None:
-        out.copy_(negative[:, start:stop].view(torch.uint8))  # uint8 -> float converts ~4x faster than bool
-
+    if valid.shape != logits.shape:
+        raise ValueError(f"valid mask {tuple(valid.shape)} does not match logits {tuple(logits.shape)}")
+    if len(positive) and not bool(valid[positive.anchor, positive.candidate].all()):
+        raise ValueError("a positive pair is not a valid candidate (the anchor itself or an empty queue slot)")
     if torch.is_grad_enabled() and logits.requires_grad:
-        return _MaskedContrastive.apply(logits, positive, negatives_into)
-    return _masked_loss_blocks(logits, positive, negatives_into, need_grad=False)[0]
+        return _MaskedContrastive.apply(logits, valid, positive, excluded)
+    return _loss_and_gradient(logits, valid, positive, excluded, need_grad=False)[0]
 
 
-# Elements (levels x anchors x candidates) of the float mask one block of anchors holds: on a CPU a
-# block stays in the last-level cache and under the allocator's mmap threshold; a GPU takes the
-# paper's MoCo (256 x 65792 x 3) and SimCLR (2048 x 2048 x 3) shapes in one block.
-_BLOCK_ELEMENTS = {"cpu": 1 << 22}
-_DEFAULT_BLOCK_ELEMENTS = 1 << 28
+def _loss_and_gradient(logits, valid, positive: Pairs, excluded: Pairs | None, need_grad: bool):
+    """``(mean loss, its gradient w.r.t. logits or None)``.
 
-
-def _masked_loss_blocks(logits, positive, negatives_into, need_grad, block_elements=None):
-    """``(mean loss, its gradient w.r.t. logits or None)``, the kept set a block of anchors at a time.
-
-    ``positive`` is a bool ``[L, A, C]`` (an expanded ``[1, A, C]`` counts once for all levels);
-    ``negatives_into(out, start, stop)`` writes a float 0/1 mask into ``out`` (``[L, stop - start, C]``)
-    that is 1 on the kept negatives ``N`` of anchors ``start:stop`` (the kernel sets ``P`` itself).
-    Per level ``l`` and anchor ``a`` with ``s`` the max-shifted logits and ``e = exp(s)``:
-    ``loss = log sum_{c in P u N} e_c - mean_{p in P} s_p`` and
-    ``d loss / d s_c = [c in P u N] e_c / sum_{P u N} e - [c in P] / |P|``.
-    Positives are few (the other view; the detected false negatives under attraction): they are
-    handled as index lists, the kept set as a float mask per block.
+    With ``s`` the max-shifted logits and ``e = exp(s)`` on valid candidates (0 elsewhere), per
+    level ``l`` and anchor ``a``: ``D = sum_c e_c - sum_{excluded} e_c``,
+    ``loss = log D - mean_{p in P} s_p`` and ``d loss / d s_c = [c kept] e_c / D - [c in P] / |P|``.
     """
-    levels, anchors, candidates = positive.shape
-    device, dtype = logits.device, torch.float32
+    levels = max(positive.levels, excluded.levels if excluded is not None else 1)
+    anchors, candidates = logits.shape
+    device = logits.device
     with torch.autocast(device.type, enabled=False):
-        row_max = logits.detach().amax(dim=1, keepdim=True)
-        exp = torch.sub(logits, row_max).exp_()                  # [A, C]; becomes the gradient in place
-        shared = levels == 1 or positive.stride(0) == 0
-        pos_levels = 1 if shared else levels
-        level, row, col = _few_nonzero(positive[:pos_levels])
-        per_level = torch.zeros(pos_levels, anchors, 2, dtype=dtype, device=device)
-        pos_shifted = logits[row, col] - row_max[row, 0]
-        per_level.index_put_((level, row), torch.stack([pos_shifted, torch.ones_like(pos_shifted)], 1),
-                             accumulate=True)
-        pos_sum, pos_count = (t.T.expand(anchors, levels) for t in per_level.unbind(-1))  # [A, L]
-        has_positive = pos_count > 0
-        count = has_positive.sum().clamp_min(1).to(dtype)
-        denominator = torch.empty(anchors, levels, dtype=dtype, device=device)
-
-        budget = block_elements or _BLOCK_ELEMENTS.get(device.type, _DEFAULT_BLOCK_ELEMENTS)
-        rows = max(1, min(anchors, budget // max(1, levels * candidates)))
-        buffer = torch.empty(rows, levels, candidates, dtype=dtype, device=device)
-        if shared and rows < anchors:  # positives come sorted by row: each block's are a slice
-            bounds = torch.searchsorted(row, torch.arange(0, anchors + rows, rows, device=device)).tolist()
-        for block, start in enumerate(range(0, anchors, rows)):
-            stop = min(anchors, start + rows)
-            weighted = buffer[:stop - start]
-            negatives_into(weighted.transpose(0, 1), start, stop)
-            if rows >= anchors:  # one block (a GPU): every positive
-                weighted[(row, slice(None), col) if shared else (row, level, col)] = 1
-            elif shared:
-                lo, hi = bounds[block], bounds[block + 1]
-                weighted[row[lo:hi] - start, :, col[lo:hi]] = 1
-            else:
-                mine = (row >= start) & (row < stop)
-                weighted[row[mine] - start, level[mine], col[mine]] = 1
-            weighted.mul_(exp[start:stop].unsqueeze(1))          # [c in P u N] e_c, per level
-            torch.sum(weighted, -1, out=denominator[start:stop])
-            if need_grad:
-                kept_weight = torch.where(has_positive[start:stop], denominator[start:stop].reciprocal(), 0) / count
-                torch.bmm(kept_weight.unsqueeze(1), weighted, out=exp[start:stop].unsqueeze(1))
+        logits = logits.detach().float()
+        row_max = logits.amax(dim=1, keepdim=True)
+        exp = torch.sub(logits, row_max).exp_().masked_fill_(~valid, 0)  # [A, C]; becomes the gradient in place
+        flat_exp = exp.view(-1)
+        total = exp.sum(1).double()
+        denominator = total.expand(levels, anchors)                      # [L, A]
+        if excluded is not None and len(excluded):
+            excluded_flat = excluded.anchor * candidates + excluded.candidate
+            excluded_exp = flat_exp.index_select(0, excluded_flat)
+            denominator = denominator.reshape(-1).index_add(
+                0, excluded.level * anchors + excluded.anchor, excluded_exp.double(), alpha=-1
+            ).view(levels, anchors)
+            denominator = _resum_slivers(denominator, total, exp, excluded)
+        pos_levels = positive.levels
+        positive_row = positive.level * anchors + positive.anchor
+        pos_shifted = (logits.view(-1)[positive.anchor * candidates + positive.candidate]
+                       - row_max.view(-1)[positive.anchor]).double()
+        pos_sum = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row, pos_shifted)
+        pos_count = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row, torch.ones_like(pos_shifted))
+        pos_sum, pos_count = pos_sum.view(pos_levels, anchors), pos_count.view(pos_levels, anchors)
+        has_positive = (pos_count > 0).expand(levels, anchors)
+        count = has_positive.sum().clamp_min(1)
         per_anchor = denominator.log() - pos_sum / pos_count.clamp_min(1)
-        loss = torch.where(has_positive, per_anchor, 0).sum() / count
+        loss = (torch.where(has_positive, per_anchor, 0).sum() / count).float()
         if not need_grad:
             return loss, None
-        pos_weight = torch.where(has_positive, pos_count.clamp_min(1).reciprocal(), 0) / count   # [A, L]
-        pos_weight = pos_weight.sum(1)[row] if shared else pos_weight[row, level]
-        grad = exp.index_put_((row, col), -pos_weight, accumulate=True)
+        kept_weight = torch.where(has_positive, denominator.reciprocal(), 0) / count             # [L, A]
+        weight = kept_weight.sum(0).float()                                                   # [A]
+        grad = exp.mul_(weight[:, None])
+        if excluded is not None and len(excluded):
+            # each excluded (level, entry) takes its level's share back out of e_c * sum_l w_l
+            share = kept_weight.view(-1).index_select(0, excluded.level * anchors + excluded.anchor).float()
+            flat_exp.index_add_(0, excluded_flat, excluded_exp * share, alpha=-1)
+        pos_weight = torch.where(has_positive[:pos_levels], pos_count.clamp_min(1).reciprocal(), 0) / count
+        if pos_levels < levels:  # level-shared positives weigh once per level
+            pos_weight = pos_weight * levels
+        flat_exp.index_put_((positive.anchor * candidates + positive.candidate,),
+                            -pos_weight.view(-1)[positive_row].float(), accumulate=True)
     return loss, grad
+
+
+_SLIVER = 1e-3
+
+
+def _resum_slivers(denominator, total, exp, excluded: Pairs):
+    """Re-sum directly the rows whose kept mass is under ``_SLIVER`` of their total mass.
+
+    The float32 row total is good to about ``1e-7`` of itself, so "total minus excluded" is good
+    to ``1e-4`` of the kept mass while that is at least ``1e-3`` of the total (bf16 logits carry
+    ``4e-3`` rounding of their own); rows where detected false negatives hold more (it takes
+    same-cluster candidates far closer than the rest and a low temperature) are summed over
+    their kept entries instead.
+    """
+    sliver = denominator < total * _SLIVER
+    if not bool(sliver.any()):
+        return denominator
+    level, anchor = sliver.nonzero(as_tuple=True)
+    rows = exp[anchor]                                                   # [R, C]
+    slot = torch.full_like(sliver, -1, dtype=torch.long)
+    slot[level, anchor] = torch.arange(level.numel(), device=level.device)
+    row = slot[excluded.level, excluded.anchor]
+    mine = row >= 0
+    rows[row[mine], excluded.candidate[mine]] = 0
+    denominator = denominator.clone()
+    denominator[level, anchor] = rows.sum(1, dtype=torch.float64)
+    return denominator
 
 
 def _few_nonzero(mask: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, ...]:
@@ -175,8 +253,8 @@ class _MaskedContrastive(torch.autograd.Function):
     """Loss and its closed-form gradient in one pass; backward only scales the stored gradient."""
 
     @staticmethod
-    def forward(ctx, logits, positive, negatives_into):
-        loss, ctx.grad = _masked_loss_blocks(logits, positive, negatives_into, need_grad=True)
+    def forward(ctx, logits, valid, positive, excluded):
+        loss, ctx.grad = _loss_and_gradient(logits, valid, positive, excluded, need_grad=True)
         return loss
 
     @staticmethod
@@ -188,9 +266,4 @@ class _MaskedContrastive(torch.autograd.Function):
             raise RuntimeError("masked_contrastive_loss: backward ran twice through the same graph "
                                "(retain_graph=True is not supported); recompute the loss instead")
         del ctx.grad
-        return grad.mul_(grad_output), None, None
-
-
-def label_false_negatives(anchor_labels: torch.Tensor, candidate_labels: torch.Tensor) -> torch.Tensor:
-    """``[L, A, C]`` mask of candidates that share the anchor's label at each level."""
-    return anchor_labels.unsqueeze(-1) == candidate_labels.unsqueeze(-2)
+        return grad.mul_(grad_output), None, None, None

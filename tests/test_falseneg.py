@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from sklearn.metrics import normalized_mutual_info_score
 
 from ifnd.falseneg.base import ContrastiveBatch
+from ifnd.losses import Pairs
 from ifnd.falseneg.incremental import (AcceptanceSchedule, IncrementalDetector, accept_top, ifnd_confidence,
                                        pcl_concentration)
 from ifnd.falseneg.kmeans import ClusteringError, faiss_available, kmeans
@@ -105,9 +106,9 @@ def test_detector_refresh_accepts_and_detects():
     labels = det.level_labels()[0]
     assert normalized_mutual_info_score(truth.numpy(), labels.numpy()) == pytest.approx(1.0)
     index = torch.tensor([0, 1, 60, 61])
-    batch = ContrastiveBatch(torch.zeros(4, 4), index, index, torch.zeros(4, 4, dtype=torch.bool),
+    batch = ContrastiveBatch(torch.zeros(4, 4), index, index, Pairs.from_mask(torch.zeros(4, 4, dtype=torch.bool)),
                              torch.ones(4, 4, dtype=torch.bool), 0.2)
-    fn = det.false_negatives(batch)[0]
+    fn = det.false_negatives(batch).to_mask(4, 4)[0]
     expected = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
     assert torch.equal(fn, expected)
 

@@ -56,7 +56,8 @@ def test_queue_before_filling_marks_empty_slots_invalid():
     batch = model.contrastive_batch(views, index, 0.2)
     assert batch.logits.shape == (4, 4 + 8)
     assert torch.equal(batch.candidate_index, torch.tensor([5, 9, 10, 11, 5, 6, 7, 8, -1, -1, -1, -1]))
-    assert torch.equal(batch.positive[:, :4], torch.eye(4, dtype=torch.bool)) and not batch.positive[:, 4:].any()
+    positive = batch.positive.to_mask(4, 12)[0]
+    assert torch.equal(positive[:, :4], torch.eye(4, dtype=torch.bool)) and not positive[:, 4:].any()
     assert torch.equal(batch.valid[:, :4], torch.eye(4, dtype=torch.bool))  # other keys of the batch: not yet
     assert not batch.valid[:, 8:].any()                                      # never-filled slots
     assert not batch.valid[0, 4] and batch.valid[1, 4]                       # own sample's stale key excluded

@@ -6,6 +6,7 @@ from ifnd.config import ConfigError, TrainConfig
 from ifnd.falseneg import build_detector
 from ifnd.falseneg.base import ContrastiveBatch
 from ifnd.falseneg.glofnd import GloFNDDetector
+from ifnd.losses import Pairs
 
 T = 0.2
 
@@ -13,7 +14,8 @@ T = 0.2
 def batch_from(similarity, anchor_index, positive=None):
     a, c = similarity.shape
     positive = torch.zeros(a, c, dtype=torch.bool) if positive is None else positive
-    return ContrastiveBatch(similarity / T, anchor_index, torch.arange(c), positive, torch.ones(a, c, dtype=torch.bool), T)
+    return ContrastiveBatch(similarity / T, anchor_index, torch.arange(c), Pairs.from_mask(positive),
+                            torch.ones(a, c, dtype=torch.bool), T)
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.2])
@@ -65,7 +67,7 @@ def test_nothing_removed_before_the_start_epoch_but_thresholds_learn():
     det.refresh(1, 10, lambda: pytest.fail("GloFND needs no features"))
     assert det.false_negatives(batch_from(sims, index, positive)) is None
     det.refresh(2, 10, lambda: None)
-    fn = det.false_negatives(batch_from(sims, index, positive))[0]
+    fn = det.false_negatives(batch_from(sims, index, positive)).to_mask(4, 6)[0]
     assert torch.equal(fn, (sims > det.lam[index][:, None]) & ~positive)  # positives are never removed
     assert fn.any() and not fn[:, 0].any()
 

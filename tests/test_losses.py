@@ -1,18 +1,52 @@
 """The masked kernel against independent oracles (paper Eqs. 1, 3, 4 and Appendix A)."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ifnd.losses import label_false_negatives, masked_contrastive_loss, objective_masks
+from ifnd.losses import Pairs, masked_contrastive_loss, objective_pairs, same_label_pairs
 
 T = 0.2
 
 
 def simclr_masks(batch: int):
+    """Sample index of each view, the instance positives (the other view) and the valid candidates."""
     index = torch.arange(batch).repeat(2)
     is_self = torch.eye(2 * batch, dtype=torch.bool)
     positive = (index[:, None] == index[None, :]) & ~is_self
-    return index, positive, ~is_self
+    return index, Pairs.from_mask(positive), ~is_self
+
+
+def no_pairs(levels=1):
+    empty = torch.zeros(0, dtype=torch.long)
+    return Pairs(empty, empty, empty, levels)
+
+
+def kernel(objective, logits, positive, valid, false_negative):
+    p, excluded = objective_pairs(objective, positive, valid, false_negative)
+    return masked_contrastive_loss(logits, valid, p, excluded)
+
+
+def dense_sets(objective, positive, valid, false_negative):
+    """``[L, A, C]`` positive and kept sets of an objective, written out densely for the float64 formula."""
+    p, excluded = objective_pairs(objective, positive, valid, false_negative)
+    levels = max(p.levels, excluded.levels if excluded is not None else 1)
+    a, c = valid.shape
+    pos = p.to_mask(a, c).expand(levels, a, c)
+    kept = valid.expand(levels, a, c).clone()
+    if excluded is not None:
+        kept &= ~excluded.to_mask(a, c)
+    return pos, kept
+
+
+def formula64(logits, pos, kept):
+    """Paper Eqs. 1/3/4 in float64 by masked logsumexp, mean over (level, anchor) with a positive."""
+    logits = logits.double()
+    log_denominator = logits.masked_fill(~kept, float("-inf")).logsumexp(-1)
+    count = pos.sum(-1)
+    per_anchor = log_denominator - (logits * pos).sum(-1) / count.clamp_min(1)
+    return per_anchor[count > 0].mean()
 
 
 def unit(n, d=8, dtype=torch.float64, seed=0):
@@ -43,9 +77,8 @@ def supcon_reference(z: torch.Tensor, labels: torch.Tensor, temperature: float) 
 def test_elimination_without_detections_equals_infonce():
     z = unit(12)
     _, positive, valid = simclr_masks(6)
-    nothing = torch.zeros(1, 12, 12, dtype=torch.bool)
-    p, n = objective_masks("elimination", positive, valid, nothing)
-    assert torch.allclose(masked_contrastive_loss(z @ z.T / T, p, n), infonce_reference(z, T).float(), atol=1e-6)
+    loss = kernel("elimination", z @ z.T / T, positive, valid, no_pairs())
+    assert torch.allclose(loss, infonce_reference(z, T).float(), atol=1e-6)
 
 
 def test_attraction_with_true_labels_equals_supcon():
@@ -53,43 +86,31 @@ def test_attraction_with_true_labels_equals_supcon():
     index, positive, valid = simclr_masks(8)
     classes = torch.tensor([0, 1, 0, 2, 1, 0, 2, 3])
     labels = classes[index]
-    fn = label_false_negatives(labels[None], labels[None])
-    p, n = objective_masks("attraction", positive, valid, fn)
-    expected = supcon_reference(z, labels, T)
-    assert torch.allclose(masked_contrastive_loss(z @ z.T / T, p, n), expected.float(), atol=1e-5)
+    loss = kernel("attraction", z @ z.T / T, positive, valid, same_label_pairs(labels[None], labels[None]))
+    assert torch.allclose(loss, supcon_reference(z, labels, T).float(), atol=1e-5)
 
 
 def test_queue_candidates_equal_moco_cross_entropy():
     q, k, queue = unit(4, seed=2), unit(4, seed=3), unit(32, seed=4)
     candidates = torch.cat([k, queue])
-    positive = torch.zeros(4, 36, dtype=torch.bool)
-    positive[torch.arange(4), torch.arange(4)] = True
+    own = torch.arange(4)
+    positive = Pairs(torch.zeros_like(own), own, own)
     valid = torch.ones(4, 36, dtype=torch.bool)
-    valid[:, :4] = positive[:, :4]  # MoCo: the other keys of the batch are not candidates
-    p, n = objective_masks("instance", positive, valid, None)
+    valid[:, :4] = torch.eye(4, dtype=torch.bool)  # MoCo: the other keys of the batch are not candidates
     logits = q @ candidates.T / T
     moco = F.cross_entropy(torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / T,
                            torch.zeros(4, dtype=torch.long))
-    assert torch.allclose(masked_contrastive_loss(logits, p, n), moco.float(), atol=1e-6)
+    assert torch.allclose(kernel("instance", logits, positive, valid, None), moco.float(), atol=1e-6)
 
 
 def anchor_gradient(objective: str, z_anchor, candidates, fn_row):
-    """Autograd gradient of one anchor's loss w.r.t. its (unnormalised) embedding, Appendix A."""
+    """Autograd gradient of one anchor's loss (the float64 formula) w.r.t. its embedding, Appendix A."""
     z_anchor = z_anchor.clone().requires_grad_(True)
-    positive = torch.zeros(1, len(candidates), dtype=torch.bool)
-    positive[0, 0] = True  # candidate 0 is the other view i'
-    valid = torch.ones_like(positive)
-    p, n = objective_masks(objective, positive, valid, fn_row[None, None])
-    logits = (z_anchor[None] @ candidates.T / T).double()
-    loss = _kernel64(logits, p[0], n[0])
-    loss.backward()
+    positive = Pairs(*torch.zeros(3, 1, dtype=torch.long))  # candidate 0 is the other view i'
+    valid = torch.ones(1, len(candidates), dtype=torch.bool)
+    pos, kept = dense_sets(objective, positive, valid, Pairs.from_mask(fn_row[None]))
+    formula64(z_anchor[None] @ candidates.T / T, pos, kept).backward()
     return z_anchor.grad
-
-
-def _kernel64(logits, p, n):
-    """The kernel's formula in float64 (the kernel itself computes in float32)."""
-    kept = p | n
-    return (torch.logsumexp(logits.masked_fill(~kept, float("-inf")), 1) - (logits * p).sum(1) / p.sum(1)).mean()
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -118,13 +139,42 @@ def test_gradients_match_appendix_a(seed):
     assert torch.allclose(anchor_gradient("attraction", z_i, candidates, fn), expected, atol=1e-10)
 
 
-def test_kernel_matches_its_float64_formula():
-    logits = torch.randn(5, 9, dtype=torch.float64)
-    p = torch.zeros(5, 9, dtype=torch.bool)
-    p[torch.arange(5), torch.arange(5)] = True
-    n = torch.rand(5, 9) > 0.3
-    n &= ~p
-    assert torch.allclose(masked_contrastive_loss(logits, p, n).double(), _kernel64(logits, p, n), atol=1e-6)
+@pytest.mark.parametrize("objective", ["instance", "elimination", "attraction"])
+@pytest.mark.parametrize("seed", range(3))
+def test_kernel_loss_and_gradient_match_the_float64_formula(objective, seed):
+    """Random SimCLR batch, 3 label levels with overlapping detections, some rows without positives."""
+    gen = torch.Generator().manual_seed(seed)
+    index, positive, valid = simclr_masks(12)
+    valid[:, 5] = False  # an empty candidate slot
+    positive = positive.select(positive.candidate != 5)  # ... so anchor 17 has no positive
+    labels = torch.stack([torch.randint(k, (12,), generator=gen) for k in (2, 3, 5)])[:, index]
+    fn = same_label_pairs(labels, labels)
+    logits = torch.randn(24, 24, generator=gen, dtype=torch.float64) * 3
+    x = logits.float().requires_grad_(True)
+    loss = kernel(objective, x, positive, valid, fn)
+    loss.backward()
+    reference = logits.clone().requires_grad_(True)
+    expected = formula64(reference, *dense_sets(objective, positive, valid, fn))
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)
+
+
+@pytest.mark.parametrize("excluded_logit", [25.0, -10.0 + math.log(300)])
+def test_excluded_mass_far_above_the_kept_mass_loses_no_precision(excluded_logit):
+    """Kept = total minus excluded, or summed directly where that would cancel (e^35 x the rest)."""
+    _, positive, valid = simclr_masks(4)
+    logits = torch.full((8, 8), -10.0, dtype=torch.float64)
+    logits[:, 2] = excluded_logit  # a detected false negative of every anchor
+    fn = Pairs.from_mask(torch.ones(8, 8, dtype=torch.bool))
+    x = logits.float().requires_grad_(True)
+    loss = kernel("elimination", x, positive, valid, fn.select(fn.candidate == 2))
+    loss.backward()
+    reference = logits.clone().requires_grad_(True)
+    expected = formula64(reference, *dense_sets("elimination", positive, valid, fn.select(fn.candidate == 2)))
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)
 
 
 def test_detected_false_negative_gets_zero_gradient():
@@ -132,10 +182,9 @@ def test_detected_false_negative_gets_zero_gradient():
     index, positive, valid = simclr_masks(6)
     labels = torch.tensor([0, 1, 2, 3, 4, 5] * 2)
     labels[3] = labels[9] = 0  # sample 3 is a false negative of sample 0, in both views
-    fn = label_false_negatives(labels[None], labels[None])
-    p, n = objective_masks("elimination", positive, valid, fn)
     logits = z @ z.detach().T / T  # gradient only through the anchor side
-    logits_grad = torch.autograd.grad(masked_contrastive_loss(logits, p, n), logits)[0]
+    loss = kernel("elimination", logits, positive, valid, same_label_pairs(labels[None], labels[None]))
+    logits_grad = torch.autograd.grad(loss, logits)[0]
     assert (logits_grad[0, [3, 9]] == 0).all() and (logits_grad[3, [0, 6]] == 0).all()
     assert (logits_grad[0, 1] != 0)
 
@@ -146,19 +195,43 @@ def test_levels_are_averaged():
     a = torch.tensor([0, 0, 1, 1] * 2)
     b = torch.tensor([0, 1, 2, 3] * 2)
     logits = z @ z.T / T
-    both = objective_masks("elimination", positive, valid, label_false_negatives(torch.stack([a, b]), torch.stack([a, b])))
-    one = [objective_masks("elimination", positive, valid, label_false_negatives(x[None], x[None])) for x in (a, b)]
-    mean = sum(masked_contrastive_loss(logits, *m) for m in one) / 2
-    assert torch.allclose(masked_contrastive_loss(logits, *both), mean, atol=1e-6)
+    both = kernel("elimination", logits, positive, valid, same_label_pairs(torch.stack([a, b]), torch.stack([a, b])))
+    one = [kernel("elimination", logits, positive, valid, same_label_pairs(x[None], x[None])) for x in (a, b)]
+    assert torch.allclose(both, sum(one) / 2, atol=1e-6)
+
+
+def test_same_label_pairs_equal_the_dense_comparison():
+    gen = torch.Generator().manual_seed(0)
+    anchor = torch.randint(7, (3, 9), generator=gen)
+    candidate = torch.randint(7, (3, 40), generator=gen)
+    candidate[1] += 100  # a level whose labels start elsewhere
+    anchor[1, :3] += 100
+    pairs = same_label_pairs(anchor, candidate)
+    dense = anchor[:, :, None] == candidate[:, None, :]
+    assert len(pairs) == int(dense.sum()) and torch.equal(pairs.to_mask(9, 40), dense)
 
 
 def test_instance_objective_ignores_detections():
     _, positive, valid = simclr_masks(3)
-    fn = torch.ones(2, 6, 6, dtype=torch.bool)
-    p, n = objective_masks("instance", positive, valid, fn)
-    assert p.shape == (1, 6, 6) and torch.equal(n[0], valid & ~positive)
+    p, excluded = objective_pairs("instance", positive, valid, Pairs.from_mask(torch.ones(2, 6, 6, dtype=torch.bool)))
+    assert p is positive and excluded is None
+
+
+def test_detections_on_positives_or_invalid_candidates_are_ignored():
+    _, positive, valid = simclr_masks(3)
+    everything = Pairs.from_mask(torch.ones(1, 6, 6, dtype=torch.bool))
+    _, excluded = objective_pairs("elimination", positive, valid, everything)
+    expected = valid & ~positive.to_mask(6, 6)[0]
+    assert torch.equal(excluded.to_mask(6, 6)[0], expected)
+
+
+def test_positive_that_is_not_a_candidate_is_rejected():
+    _, positive, valid = simclr_masks(3)
+    valid[0, 3] = False  # anchor 0's positive
+    with pytest.raises(ValueError, match="not a valid candidate"):
+        masked_contrastive_loss(torch.zeros(6, 6), valid, positive)
 
 
 def test_unknown_objective_is_rejected():
     with pytest.raises(ValueError):
-        objective_masks("repulsion", torch.zeros(2, 2, dtype=torch.bool), torch.ones(2, 2, dtype=torch.bool), None)
+        objective_pairs("repulsion", no_pairs(), torch.ones(2, 2, dtype=torch.bool), None)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ifnd.config import ConfigError, TrainConfig, mode_settings
 from ifnd.falseneg.base import ContrastiveBatch
+from ifnd.losses import Pairs
 from ifnd.falseneg.incremental import AcceptanceSchedule, pcl_concentration
 from ifnd.falseneg.pcl import TABLE7_ROWS, PrototypeDetector, prototype_logits, table7_rows
 from ifnd.frameworks.simclr import SimCLR
@@ -54,7 +55,7 @@ def test_prototype_term_matches_brute_force():
     index = torch.tensor([0, 1, 2, 5, 7]).repeat(2)  # SimCLR: two anchors per sample
     z = F.normalize(torch.randn(10, 8, generator=torch.Generator().manual_seed(1)), dim=1)
     det = detector_with(labels, centroids, phi)
-    batch = ContrastiveBatch(torch.zeros(10, 10), index, index, torch.zeros(10, 10, dtype=torch.bool),
+    batch = ContrastiveBatch(torch.zeros(10, 10), index, index, Pairs.from_mask(torch.zeros(10, 10, dtype=torch.bool)),
                              torch.ones(10, 10, dtype=torch.bool), T, anchor_embedding=z)
     expected = brute_force_prototype_term(z, index, labels, centroids, phi)
     assert det.extra_loss(batch).item() == pytest.approx(expected, rel=1e-5)
@@ -108,7 +109,7 @@ def test_warm_up_has_no_prototypes_then_every_label_counts():
     x = F.normalize(torch.randn(40, 16, generator=torch.Generator().manual_seed(0)), dim=1)
     det = PrototypeDetector(40, [4, 8], AcceptanceSchedule("step", 0.0, 1.0, 0.5), 1, T)
     index = torch.arange(6)
-    batch = ContrastiveBatch(torch.zeros(6, 6), index, index, torch.zeros(6, 6, dtype=torch.bool),
+    batch = ContrastiveBatch(torch.zeros(6, 6), index, index, Pairs.from_mask(torch.zeros(6, 6, dtype=torch.bool)),
                              torch.ones(6, 6, dtype=torch.bool), T, anchor_embedding=x[:6])
     det.refresh(2, 10, lambda: x)
     assert det.centroids == [] and det.extra_loss(batch) == 0.0

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ifnd.losses import label_false_negatives
+from ifnd.losses import Pairs, same_label_pairs
 
 
 @dataclass
@@ -15,7 +15,8 @@ class ContrastiveBatch:
 
     ``logits`` are ``s_ij / T`` for anchors (rows) against candidates (columns);
     ``anchor_index`` / ``candidate_index`` are dataset sample indices (-1: empty queue slot);
-    ``positive`` marks each anchor's own other view, ``valid`` the candidates that count at all;
+    ``positive`` holds each anchor's own other view(s) as :class:`~ifnd.losses.Pairs`, ``valid``
+    (``[A, C]``) the candidates that count at all;
     ``anchor_embedding`` (optional) holds the anchors' unit embeddings ``z`` with gradient, for
     detectors whose ``extra_loss`` needs them (PCL's prototype term).
     """
@@ -23,7 +24,7 @@ class ContrastiveBatch:
     logits: torch.Tensor
     anchor_index: torch.Tensor
     candidate_index: torch.Tensor
-    positive: torch.Tensor
+    positive: Pairs
     valid: torch.Tensor
     temperature: float
     anchor_embedding: torch.Tensor | None = None
@@ -46,8 +47,8 @@ class Detector:
         """Re-detect from the current embedding; returns numbers to log."""
         return {}
 
-    def false_negatives(self, batch: ContrastiveBatch) -> torch.Tensor | None:
-        """``[L, A, C]`` mask of detected false negatives, or ``None`` for none."""
+    def false_negatives(self, batch: ContrastiveBatch) -> Pairs | None:
+        """The detected false negatives ``(level, anchor, candidate)``, or ``None`` for none."""
         return None
 
     def extra_loss(self, batch: ContrastiveBatch) -> torch.Tensor | float:
@@ -75,13 +76,13 @@ class LabelDetector(Detector):
     def __init__(self, labels: torch.Tensor):
         self.labels = labels.long()
 
-    def false_negatives(self, batch: ContrastiveBatch) -> torch.Tensor:
+    def false_negatives(self, batch: ContrastiveBatch) -> Pairs:
         if self.labels.device != batch.logits.device:  # moved once per (re)labelling, not per step
             self.labels = self.labels.to(batch.logits.device)
         labels = self.labels
         anchor = labels[:, batch.anchor_index]
         candidate = labels[:, batch.candidate_index.clamp_min(0)]
-        return label_false_negatives(anchor, candidate)
+        return same_label_pairs(anchor, candidate)
 
     def level_labels(self) -> torch.Tensor:
         return self.labels

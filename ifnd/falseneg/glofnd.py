@@ -41,6 +41,7 @@ import torch
 
 from ifnd.distributed import gather, is_distributed
 from ifnd.falseneg.base import ContrastiveBatch, Detector, FeatureFn
+from ifnd.losses import Pairs
 
 BETA1, BETA2, EPS = 0.9, 0.98, 1e-8
 
@@ -112,13 +113,14 @@ class GloFNDDetector(Detector):
         keep = gathered[0] >= 0
         return [x[keep] for x in gathered]
 
-    def false_negatives(self, batch: ContrastiveBatch) -> torch.Tensor | None:
+    def false_negatives(self, batch: ContrastiveBatch) -> Pairs | None:
         similarity = batch.logits.detach().float() * batch.temperature
-        negative = batch.valid & ~batch.positive
+        negative = batch.valid.clone()
+        negative[batch.positive.anchor, batch.positive.candidate] = False
         self.update(similarity, negative, batch.anchor_index)
         if not self.active:
             return None
-        return ((similarity > self.lam[batch.anchor_index][:, None]) & negative).unsqueeze(0)
+        return Pairs.from_mask((similarity > self.lam[batch.anchor_index][:, None]) & negative)
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict:

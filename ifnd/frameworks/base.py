@@ -8,7 +8,13 @@ from torch import nn
 
 from ifnd import augment as aug
 from ifnd.falseneg.base import ContrastiveBatch, Detector
-from ifnd.losses import masked_contrastive_loss, objective_masks
+from ifnd.losses import masked_contrastive_loss, objective_pairs
+
+
+def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str) -> torch.Tensor:
+    """The masked kernel on one batch with the detector's false negatives removed (or attracted)."""
+    positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
+    return masked_contrastive_loss(batch.logits, batch.valid, positive, excluded) + detector.extra_loss(batch)
 
 
 class Framework(nn.Module):
@@ -43,10 +49,7 @@ class Framework(nn.Module):
     def training_loss(self, views: list[torch.Tensor], index: torch.Tensor, detector: Detector,
                       objective: str, temperature: float) -> torch.Tensor:
         """The masked kernel on this batch with the detector's false negatives removed."""
-        batch = self.contrastive_batch(views, index, temperature)
-        false_negative = detector.false_negatives(batch)
-        positive, negative = objective_masks(objective, batch.positive, batch.valid, false_negative)
-        return masked_contrastive_loss(batch.logits, positive, negative) + detector.extra_loss(batch)
+        return contrastive_loss(self.contrastive_batch(views, index, temperature), detector, objective)
 
     def after_step(self) -> None:
         """Called after each optimiser step (MoCo updates its key encoder here)."""

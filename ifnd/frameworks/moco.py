@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ifnd.distributed import gather, is_distributed, rank, world_size
 from ifnd.falseneg.base import ContrastiveBatch
 from ifnd.frameworks.base import Framework
+from ifnd.losses import Pairs
 from ifnd.models import PROJECTION_DIM, Encoder
 
 
@@ -128,7 +129,8 @@ class MoCo(Framework):
         candidate_index = torch.cat([index, self.queue_index])
         own_key = torch.eye(b, dtype=torch.bool, device=q.device)
         filled = (self.queue_index >= 0)[None, :] & (self.queue_index[None, :] != index[:, None])
-        positive = torch.cat([own_key, torch.zeros_like(filled)], dim=1)
+        rows = torch.arange(b, device=q.device)
+        positive = Pairs(torch.zeros_like(rows), rows, rows)
         valid = torch.cat([own_key, filled], dim=1)
         if self.training:
             self._pending = (k.detach(), index.detach())

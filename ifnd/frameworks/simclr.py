@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ifnd.distributed import gather, gather_with_grad, rank
 from ifnd.falseneg.base import ContrastiveBatch
 from ifnd.frameworks.base import Framework
+from ifnd.losses import same_label_pairs
 from ifnd.models import Encoder
 
 
@@ -28,6 +29,7 @@ class SimCLR(Framework):
         logits = z @ candidates.T / temperature
         own = torch.arange(z.shape[0], device=z.device) + rank() * z.shape[0]
         is_self = own[:, None] == torch.arange(candidates.shape[0], device=z.device)[None, :]
-        positive = (anchor_index[:, None] == candidate_index[None, :]) & ~is_self
+        same_image = same_label_pairs(anchor_index[None], candidate_index[None])
+        positive = same_image.select(same_image.candidate != own[same_image.anchor])
         return ContrastiveBatch(logits, anchor_index, candidate_index, positive, ~is_self, temperature,
                                 anchor_embedding=z)
