@@ -74,6 +74,8 @@ class TrainConfig:
     refresh_every: int = 20             # App. C: every 20 epochs on CIFAR
     confidence: str = "ifnd"            # Eq. 2; "pcl" = PCL's Eq. 9 (Table 7)
     cluster_on: str = "projection"      # "projection" (z, PCL's code) or "backbone" (f(i), Sec. 3.2)
+    cluster_features: str = "extract"   # "extract": a pass over the training set at each refresh (paper);
+                                        # "bank": each sample's z from its latest training step (no pass)
     kmeans_backend: str = "auto"
     # MoCo v2 (framework=moco; Sec. 4.1 / App. C ImageNet, Table 8)
     moco_momentum: float = 0.999        # key encoder: theta_k <- m theta_k + (1 - m) theta_q
@@ -164,6 +166,9 @@ class TrainConfig:
                 raise ConfigError(problem)
         elif self.pcl_negatives < -1:
             raise ConfigError(f"pcl_negatives={self.pcl_negatives}: use a count >= 0, or -1 for every free cluster")
+        if self.cluster_features == "bank" and self.cluster_on != "projection":
+            raise ConfigError("cluster_features='bank' keeps the projections z the training steps compute, so it "
+                              "needs cluster_on='projection' (or use cluster_features='extract' for backbone features)")
         if self.detector == "glofnd":
             if not 0.0 < self.glofnd_alpha < 1.0:
                 raise ConfigError(f"glofnd_alpha={self.glofnd_alpha} must be in (0, 1): the fraction of each "
@@ -236,7 +241,7 @@ def field_choices() -> dict[str, tuple[str, ...]]:
     """The named options of each categorical field (also listed by ``--help``)."""
     return {"dataset": DATASETS, "framework": tuple(FRAMEWORKS), "arch": BACKBONES, "detector": tuple(DETECTORS),
             "objective": tuple(o.value for o in Objective), "acceptance_scheme": SCHEMES,
-            "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"), "lr_schedule": LR_SCHEDULES,
+            "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"), "cluster_features": ("extract", "bank"), "lr_schedule": LR_SCHEDULES,
             "amp": AMP_MODES, "kmeans_backend": ("auto", "faiss", "torch")}
 
 

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from ifnd import augment as aug
 from ifnd.config import ConfigError, TrainConfig, config_from_args
-from ifnd.distributed import (average_gradients, broadcast_object, gather_rows, init_from_environment, rank,
-                              shard, world_size)
+from ifnd.distributed import (average_gradients, broadcast_object, gather, gather_rows, init_from_environment,
+                              rank, shard, world_size)
 from ifnd.falseneg import build_detector
 from ifnd.frameworks import build_framework
 from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl,
@@ -33,6 +33,39 @@ CHECKPOINT = "checkpoints/last.pt"
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class FeatureBank:
+    """Each training sample's unit projection ``z`` from its latest training step (``cluster_features=bank``).
+
+    Clustering these instead of a separate pass over the training set makes a refresh cost only
+    k-means (``benchmarks/gpu.py``: 6.6% -> 0.3% of training time at ImageNet scale). The rows
+    come from training views of an encoder that moved during the epoch, not from the evaluation
+    transform at the epoch's end as in the paper. Every rank keeps the whole bank (float16).
+    """
+
+    def __init__(self, size: int, device: torch.device):
+        self.features: torch.Tensor | None = None
+        self.filled = torch.zeros(size, dtype=torch.bool, device=device)
+
+    def update(self, index: torch.Tensor, z: torch.Tensor) -> None:
+        index, z = gather(index), gather(z.float())
+        if self.features is None:
+            self.features = torch.zeros(len(self.filled), z.shape[1], dtype=torch.float16, device=z.device)
+        self.features[index] = z.to(torch.float16)
+        self.filled[index] = True
+
+    def complete(self) -> bool:
+        """Whether every sample has a row (not yet, e.g., after one epoch that dropped its last partial batch)."""
+        return self.features is not None and bool(self.filled.all())
+
+    def state_dict(self) -> dict:
+        return {"features": None if self.features is None else self.features.cpu(), "filled": self.filled.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.filled.device
+        self.features = None if state["features"] is None else state["features"].to(device)
+        self.filled = state["filled"].to(device)
 
 
 def training_labels(cfg: TrainConfig, labels: torch.Tensor) -> torch.Tensor:
@@ -94,6 +127,7 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
+        self.bank = FeatureBank(len(self.source), self.device) if cfg.cluster_features == "bank" else None
         self.steps_per_epoch = len(self.source) // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(self.source)} training samples: "
@@ -104,13 +138,16 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"config": self.cfg.to_dict(), "epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "detector": self.detector.state_dict(), "torch_rng": torch.get_rng_state()}
+                "detector": self.detector.state_dict(), "torch_rng": torch.get_rng_state(),
+                "bank": None if self.bank is None else self.bank.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.detector.load_state_dict(state["detector"])
+        if self.bank is not None:
+            self.bank.load_state_dict(state["bank"])
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = state["epoch"]
 
@@ -178,6 +215,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.model.after_step()
+            if self.bank is not None:
+                self.bank.update(*self.model.last_embedding)
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         seconds = time.perf_counter() - start
@@ -187,7 +226,11 @@ class Trainer:
 
     def refresh_detector(self) -> dict:
         cfg = self.cfg
-        record = self.detector.refresh(self.epoch, cfg.epochs, lambda: self.features("train", cfg.cluster_on))
+        from_bank = self.bank is not None and self.bank.complete()
+        features = (lambda: self.bank.features.float()) if from_bank else (lambda: self.features("train", cfg.cluster_on))
+        record = self.detector.refresh(self.epoch, cfg.epochs, features)
+        if self.bank is not None:
+            record["features_from_bank"] = from_bank
         self.detector.load_state_dict(broadcast_object(self.detector.state_dict()))  # one labelling for all ranks
         labels = self.detector.level_labels()
         if labels is not None and "acceptance_rate" in record:

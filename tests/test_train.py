@@ -38,8 +38,9 @@ class Killed(Exception):
     pass
 
 
-def test_resume_reproduces_an_uninterrupted_run(tiny_cifar, tmp_path, monkeypatch):
-    ifnd = dict(detector="ifnd", objective="elimination")
+@pytest.mark.parametrize("cluster_features", ["extract", "bank"])
+def test_resume_reproduces_an_uninterrupted_run(tiny_cifar, tmp_path, monkeypatch, cluster_features):
+    ifnd = dict(detector="ifnd", objective="elimination", cluster_features=cluster_features)
     full = Trainer(tiny_config(tiny_cifar, tmp_path / "full", **ifnd))
     full.run()
 
@@ -67,6 +68,24 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_cifar, tmp_path, monkeypatc
     assert strip(lines("full")) == strip(lines("cut"))
 
 
+@pytest.mark.parametrize("batch_size,first_from_bank", [(40, True), (50, False)])
+def test_feature_bank_replaces_the_extraction_pass(tiny_cifar, tmp_path, monkeypatch, batch_size, first_from_bank):
+    """120 images: batch 40 embeds every sample in epoch 1; batch 50 drops 20 an epoch: extract until all are seen."""
+    extracted = []
+    original = Trainer.features
+    monkeypatch.setattr(Trainer, "features", lambda self, split, which: extracted.append((split, which))
+                        or original(self, split, which))
+    trainer = Trainer(tiny_config(tiny_cifar, tmp_path / "r", detector="ifnd", objective="elimination",
+                                  cluster_features="bank", batch_size=batch_size))
+    trainer.run()
+    records = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    from_bank = [r["features_from_bank"] for r in records if "features_from_bank" in r]
+    assert from_bank[0] == first_from_bank and (all(from_bank) or not first_from_bank)
+    assert extracted.count(("train", "projection")) == from_bank.count(False)  # extraction only while incomplete
+    bank = trainer.bank.features.float()[trainer.bank.filled]
+    assert torch.allclose(bank.norm(dim=1), torch.ones(len(bank)), atol=1e-2)
+
+
 def test_resume_refuses_a_different_config(tiny_cifar, tmp_path):
     Trainer(tiny_config(tiny_cifar, tmp_path / "r", epochs=1, warmup_epochs=0)).run()
     with pytest.raises(ConfigError, match="different config"):
@@ -86,6 +105,7 @@ def test_label_map_relabels_supcon_targets(tiny_cifar, tmp_path):
     ({"arch": "vit"}, "unknown arch"),
     ({"batch_size": 1}, "at least 2"),
     ({"warmup_epochs": 5, "epochs": 3}, "warmup_epochs"),
+    ({"cluster_features": "bank", "cluster_on": "backbone"}, "needs cluster_on='projection'"),
 ])
 def test_bad_configs_fail_early(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

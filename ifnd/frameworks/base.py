@@ -26,6 +26,8 @@ class Framework(nn.Module):
 
     num_views = 2
     blur_p = 0.0  # Gaussian-blur probability of the views (MoCo v2 / SwAV recipes; set by the registry)
+    last_embedding: tuple[torch.Tensor, torch.Tensor] | None = None
+    """``(sample index, unit z)`` of the last ``training_loss``, one row per sample (the trainer's feature bank)."""
 
     @property
     def backbone(self) -> nn.Module:
@@ -49,7 +51,9 @@ class Framework(nn.Module):
     def training_loss(self, views: list[torch.Tensor], index: torch.Tensor, detector: Detector,
                       objective: str, temperature: float) -> torch.Tensor:
         """The masked kernel on this batch with the detector's false negatives removed."""
-        return contrastive_loss(self.contrastive_batch(views, index, temperature), detector, objective)
+        batch = self.contrastive_batch(views, index, temperature)
+        self.last_embedding = (index, batch.anchor_embedding[:index.shape[0]].detach())  # the first view
+        return contrastive_loss(batch, detector, objective)
 
     def after_step(self) -> None:
         """Called after each optimiser step (MoCo updates its key encoder here)."""

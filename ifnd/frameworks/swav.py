@@ -168,6 +168,7 @@ class SwAV(Framework):
         scores = z @ weight.T  # [n_crops * B, K]
         log_p = F.log_softmax(scores.float() / temperature, dim=1)
         z_detached = z.detach()
+        self.last_embedding = (index, z_detached[:b])
         levels = self._label_levels(detector, index)
         use_queue = self._queue_in_use()
         loss = scores.new_zeros((), dtype=torch.float32)
