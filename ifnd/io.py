@@ -28,6 +28,10 @@ def writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path to write; it becomes ``path`` only when the block succeeds."""
@@ -38,6 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # what a plain open() would give (mkstemp makes 0600): shared stores
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -88,3 +88,15 @@ def test_killed_writers_never_leave_a_truncated_file(tmp_path):
     assert target.with_suffix(".json").exists()
     leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) <= 10  # a kill mid-write leaves at most one temporary file, never the target
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    from ifnd.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "record.json", {"a": 1})
+    (tmp_path / "plain.json").write_text("{}")
+    mode = lambda name: stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+    assert mode("record.json") == mode("plain.json")
