@@ -91,6 +91,11 @@ class Table6(Spec):
                        f"MTPR/MTNR: the trainer's pseudo labels at k={k} after its last refresh (unaccepted samples "
                        "count as their own class), logged in metrics.jsonl.",
                        f"[c] steps from 0% to 100% at {STEP_AT:.0%} of training (the paper: epoch 100 of 1000)."]
+        step = train_run(ctx, "c", 0)
+        if not isinstance(step, NotRun) and step.config["refresh_every"] >= STEP_AT * step.config["epochs"]:
+            grid.notes.append(f"At these settings the first re-clustering (after epoch {step.config['refresh_every']} "
+                              f"of {step.config['epochs']}) already comes after the step, so [c] accepts 100% at "
+                              "every refresh: it is the same training as [b] and cannot differ from it.")
         if data == "cifar10":
             grid.notes.append("Stand-in: CIFAR-10 replaces CIFAR-100 at this profile; k = 10 (its number of classes) "
                               "replaces k = 100, IFND clusters {10, 30, 100} (Appendix C's CIFAR-10 setting).")

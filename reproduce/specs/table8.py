@@ -33,7 +33,8 @@ class Table8(Spec):
             grid.set(key, "top1", source(evals), top1)
             if base:
                 grid.set(key, "gap", Derived((key, "top1"), (base, "top1")), gap)
-                grid.claims.append(Claim(f"{name} above {base.replace('_', ' ')}", (key, "top1"), (base, "top1"), gap))
+                base_name = next(row[0] for row in PAPER_ROWS if row[1] == base)
+                grid.claims.append(Claim(f"{name} above {base_name}", (key, "top1"), (base, "top1"), gap))
         if standin:
             grid.notes += [probe_note(ctx),
                            "Stand-in: ImageNet is out of this profile's scope; the four runs are CIFAR-10 pre-training "
