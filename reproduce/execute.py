@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ifnd.distributed import rank
+from ifnd.distributed import broadcast_object, init_from_environment, rank
 from ifnd.io import read_jsonl
 from ifnd.train import CHECKPOINT, Trainer
 
@@ -195,9 +195,11 @@ def execute_task(task: Task, store_spec: StoreSpec, progress: bool = True, threa
     """Run what the store lacks of one task; returns ``{"key", "status", "trained", "evaluated", "error"}``.
 
     ``lock=False`` is for the other processes of a multi-GPU job (rank > 0): they join the training
-    only; rank 0 holds the lock, writes the records and runs the evaluations.
+    only; rank 0 holds the lock, writes the records and runs the evaluations. Rank 0's view (busy,
+    finished, what is pending) is broadcast first, so a job whose run another sweep holds or has
+    finished ends on every rank instead of leaving ranks > 0 waiting in the training's collectives.
     """
-    from contextlib import nullcontext
+    from contextlib import ExitStack
 
     from reproduce import evals as protocols
 
@@ -208,12 +210,22 @@ def execute_task(task: Task, store_spec: StoreSpec, progress: bool = True, threa
     started = time.time()
     log = (lambda message: print(message, file=sys.stderr, flush=True))
     pending = [e for e in task.evals if not store.has(e.key)]
-    needs_train = not store.has(task.key) or (pending and not checkpoints_present(store, task.train,
-                                                                                   _needed_epochs(pending)))
-    if not needs_train and not pending:
-        return status
+    needs_train = not store.has(task.key) or bool(pending and not checkpoints_present(store, task.train,
+                                                                                        _needed_epochs(pending)))
+    init_from_environment()  # joins a multi-process job's group (a no-op otherwise)
     try:
-        with store.claim(task.key) if lock else nullcontext():
+        with ExitStack() as held:
+            busy = None
+            if lock and (needs_train or pending):
+                try:
+                    held.enter_context(store.claim(task.key))
+                except RunBusy as err:
+                    busy = str(err)
+            busy, needs_train, any_pending = broadcast_object((busy, needs_train, bool(pending)))
+            if busy:
+                raise RunBusy(busy)
+            if not needs_train and not any_pending:
+                return status
             if needs_train:
                 if store.has(task.key):
                     log(f"{task.key}: checkpoint missing for pending evaluations; re-running training "

@@ -187,3 +187,39 @@ def test_preempted_submitit_job_checkpoints_requeues_and_resumes(setup):
     assert epochs == list(range(1, 13))  # every epoch exactly once: resumed, not restarted
     log = (job.stdout() or "") + (job.stderr() or "")
     assert "requeued" in log.lower(), log[-2000:]
+
+
+def _job_rank(rank: int, world: int, port: int, task: Task, spec: StoreSpec, out: str) -> None:
+    """One process of a multi-process SLURM task, as SlurmTask runs it (rank 0 holds the lock)."""
+    import json
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    status = execute_task(task, spec, progress=False, threads=1, lock=rank == 0)
+    with open(f"{out}/rank{rank}.json", "w") as fh:
+        json.dump({"status": status["status"], "trained": status["trained"]}, fh)
+
+
+def test_a_multi_process_job_whose_run_another_sweep_holds_ends_on_every_rank(setup):
+    """Rank 0 finds the run's lock taken: every rank must return 'busy', none may wait in training."""
+    import json
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    ctx, store, spec, tmp = setup
+    task = task_of(ctx, "simclr")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with store.claim(task.key):  # another sweep is working on this run
+        job = mp.spawn(_job_rank, args=(2, port, task, spec, str(tmp)), nprocs=2, join=False)
+        deadline = time.time() + 120
+        while not job.join(timeout=5):
+            if time.time() > deadline:
+                for process in job.processes:
+                    process.kill()
+                pytest.fail("a rank of the job did not return within 120 s")
+    statuses = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
+    assert statuses == [{"status": "busy", "trained": False}] * 2
