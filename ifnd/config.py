@@ -241,8 +241,9 @@ def field_choices() -> dict[str, tuple[str, ...]]:
     """The named options of each categorical field (also listed by ``--help``)."""
     return {"dataset": DATASETS, "framework": tuple(FRAMEWORKS), "arch": BACKBONES, "detector": tuple(DETECTORS),
             "objective": tuple(o.value for o in Objective), "acceptance_scheme": SCHEMES,
-            "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"), "cluster_features": ("extract", "bank"), "lr_schedule": LR_SCHEDULES,
-            "amp": AMP_MODES, "kmeans_backend": ("auto", "faiss", "torch")}
+            "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"),
+            "cluster_features": ("extract", "bank"), "lr_schedule": LR_SCHEDULES, "amp": AMP_MODES,
+            "kmeans_backend": ("auto", "faiss", "torch")}
 
 
 def _arg_type(annotation: str):

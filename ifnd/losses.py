@@ -178,7 +178,8 @@ def _loss_and_gradient(logits, valid, positive: Pairs, excluded: Pairs | None, n
         pos_shifted = (logits.view(-1)[positive.anchor * candidates + positive.candidate]
                        - row_max.view(-1)[positive.anchor]).double()
         pos_sum = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row, pos_shifted)
-        pos_count = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row, torch.ones_like(pos_shifted))
+        pos_count = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row,
+                                                                           torch.ones_like(pos_shifted))
         pos_sum, pos_count = pos_sum.view(pos_levels, anchors), pos_count.view(pos_levels, anchors)
         has_positive = (pos_count > 0).expand(levels, anchors)
         count = has_positive.sum().clamp_min(1)

@@ -227,7 +227,10 @@ class Trainer:
     def refresh_detector(self) -> dict:
         cfg = self.cfg
         from_bank = self.bank is not None and self.bank.complete()
-        features = (lambda: self.bank.features.float()) if from_bank else (lambda: self.features("train", cfg.cluster_on))
+
+        def features() -> torch.Tensor:
+            return self.bank.features.float() if from_bank else self.features("train", cfg.cluster_on)
+
         record = self.detector.refresh(self.epoch, cfg.epochs, features)
         if self.bank is not None:
             record["features_from_bank"] = from_bank
