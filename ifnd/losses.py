@@ -83,7 +83,7 @@ class Pairs:
 
 
 def same_label_pairs(anchor_labels: torch.Tensor, candidate_labels: torch.Tensor) -> Pairs:
-    """Pairs ``(l, a, c)`` with ``anchor_labels[l, a] == candidate_labels[l, c]``; labels ``[L, A]``, ``[L, C]``.
+    """Pairs ``(l, a, c)`` with ``anchor_labels[l, a] == candidate_labels[l, c]``; labels ``[L, A]``, ``[L, C]``, >= 0.
 
     A sort-merge join: ``O((A + C) log C)`` plus the number of pairs, never an ``[L, A, C]`` tensor.
     """
@@ -115,7 +115,7 @@ def objective_pairs(
     if false_negative is None or objective in (Objective.INSTANCE, Objective.PROTONCE):
         return positive, None
     candidates = valid.shape[1]
-    negative = valid.clone().view(-1)
+    negative = valid.clone(memory_format=torch.contiguous_format).view(-1)
     negative[positive.anchor * candidates + positive.candidate] = False
     detected = false_negative.select(negative.index_select(0, false_negative.anchor * candidates
                                                               + false_negative.candidate))
@@ -160,7 +160,7 @@ def _loss_and_gradient(logits, valid, positive: Pairs, excluded: Pairs | None, n
     anchors, candidates = logits.shape
     device = logits.device
     with torch.autocast(device.type, enabled=False):
-        logits = logits.detach().float()
+        logits = logits.detach().float().contiguous()  # (flat indices below)
         row_max = logits.amax(dim=1, keepdim=True)
         exp = torch.sub(logits, row_max).exp_().masked_fill_(~valid, 0)  # [A, C]; becomes the gradient in place
         flat_exp = exp.view(-1)

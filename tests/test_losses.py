@@ -235,3 +235,16 @@ def test_positive_that_is_not_a_candidate_is_rejected():
 def test_unknown_objective_is_rejected():
     with pytest.raises(ValueError):
         objective_pairs("repulsion", no_pairs(), torch.ones(2, 2, dtype=torch.bool), None)
+
+
+def test_transposed_logits_give_the_same_loss_and_gradient():
+    z = unit(12, dtype=torch.float32, seed=7)
+    _, positive, valid = simclr_masks(6)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0] * 2)
+    fn = same_label_pairs(labels[None], labels[None])
+    dense = (z @ z.T / T).requires_grad_(True)
+    strided = (z @ z.T / T).T.contiguous().T.requires_grad_(True)  # same values, column-major
+    losses = [kernel("elimination", x, positive, valid.T.contiguous().T, fn) for x in (dense, strided)]
+    for loss in losses:
+        loss.backward()
+    assert torch.equal(losses[0], losses[1]) and torch.allclose(dense.grad, strided.grad)
