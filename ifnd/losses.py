@@ -175,7 +175,8 @@ def _loss_and_gradient(logits, valid, positive: Pairs, excluded: Pairs | None, n
             denominator = _resum_slivers(denominator, total, exp, excluded)
         pos_levels = positive.levels
         positive_row = positive.level * anchors + positive.anchor
-        pos_shifted = (logits.view(-1)[positive.anchor * candidates + positive.candidate]
+        positive_flat = positive.anchor * candidates + positive.candidate
+        pos_shifted = (logits.view(-1)[positive_flat]
                        - row_max.view(-1)[positive.anchor]).double()
         pos_sum = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row, pos_shifted)
         pos_count = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row,
@@ -197,7 +198,7 @@ def _loss_and_gradient(logits, valid, positive: Pairs, excluded: Pairs | None, n
         pos_weight = torch.where(has_positive[:pos_levels], pos_count.clamp_min(1).reciprocal(), 0) / count
         if pos_levels < levels:  # level-shared positives weigh once per level
             pos_weight = pos_weight * levels
-        flat_exp.index_put_((positive.anchor * candidates + positive.candidate,),
+        flat_exp.index_put_((positive_flat,),
                             -pos_weight.view(-1)[positive_row].float(), accumulate=True)
     return loss, grad
 

@@ -102,6 +102,14 @@ class Profile:
                 + (f" ({self.probe.get('epochs')} epochs)" if self.probe_protocol == "linear" else ""))
 
 
+_CIFAR_GPU = Profile(
+    name="cifar",
+    description="one GPU, Appendix C CIFAR settings (ResNet-50, batch 1024, 1000 epochs)",
+    cifar=dict(_CIFAR_APPENDIX_C), imagenet=dict(_IMAGENET_PAPER),
+    seeds=1, snapshot_fractions=(0.1, 0.4, 0.7, 1.0), probe={"epochs": 100, "lr": 0.1, "batch_size": 256},
+    nmi_seeds=5, tsne_points=5000, table5_levels="datasets", cifar100_tables=True, cifar_standins=False,
+)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -129,21 +137,11 @@ PROFILES: dict[str, Profile] = {
         cifar_standins=True, train_images_per_second=700.0, eval_images_per_second=4000.0,
         minutes_per_table=45.0,
     ),
-    "cifar": Profile(
-        name="cifar",
-        description="one GPU, Appendix C CIFAR settings (ResNet-50, batch 1024, 1000 epochs)",
-        cifar=dict(_CIFAR_APPENDIX_C), imagenet=dict(_IMAGENET_PAPER),
-        seeds=1, snapshot_fractions=(0.1, 0.4, 0.7, 1.0), probe={"epochs": 100, "lr": 0.1, "batch_size": 256},
-        nmi_seeds=5, tsne_points=5000, table5_levels="datasets", cifar100_tables=True, cifar_standins=False,
-    ),
-    "paper": Profile(
-        name="paper",
-        description="exact paper settings: ImageNet (8 GPUs per job), CIFAR as Appendix C, transfer benchmarks",
-        cifar=dict(_CIFAR_APPENDIX_C), imagenet=dict(_IMAGENET_PAPER),
-        seeds=1, snapshot_fractions=(0.1, 0.4, 0.7, 1.0), probe={"epochs": 100, "lr": 0.1, "batch_size": 256},
-        nmi_seeds=5, tsne_points=5000, table5_levels="datasets", cifar100_tables=True, cifar_standins=False,
-        imagenet_runs=True,
-    ),
+    "cifar": _CIFAR_GPU,
+    # the same CIFAR settings, plus the ImageNet runs and transfer benchmarks
+    "paper": replace(_CIFAR_GPU, name="paper", imagenet_runs=True,
+                     description="exact paper settings: ImageNet (8 GPUs per job), CIFAR as Appendix C, "
+                                 "transfer benchmarks"),
 }
 
 _TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}

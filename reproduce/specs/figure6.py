@@ -8,7 +8,7 @@ from __future__ import annotations
 from reproduce import plots
 from reproduce.runs import NotRun
 from reproduce.specs.base import Context, Grid, Spec, nmi, result, seeds, source
-from reproduce.specs.table6 import dataset, train_run
+from reproduce.specs.table6 import dataset, dataset_title, train_run
 
 SCHEMES = (("b", "constant 100% [b]"), ("c", "step [c]"), ("g", "linear (IFND) [g]"))
 
@@ -20,8 +20,7 @@ class Figure6(Spec):
 
     def build(self, ctx: Context) -> Grid:
         data = dataset(ctx)
-        grid = Grid(self.name, self.title + (" (CIFAR-100)" if data == "cifar100" else
-                                             " (CIFAR-10 in place of CIFAR-100)"), "Figure 6")
+        grid = Grid(self.name, f"{self.title} ({dataset_title(data)})", "Figure 6")
         trains = {key: [train_run(ctx, key, seed) for seed in seeds(ctx, "figure6")] for key, _ in SCHEMES}
         first = next((t[0] for t in trains.values() if not isinstance(t[0], NotRun)), None)
         epochs = first.snapshots if first is not None else ()

@@ -31,6 +31,11 @@ def dataset(ctx: Context) -> str:
     return "cifar100" if ctx.profile.cifar100_tables else "cifar10"
 
 
+def dataset_title(data: str) -> str:
+    """What Tables 6-7 and Figure 6 ran on, for their titles."""
+    return "CIFAR-100" if data == "cifar100" else "CIFAR-10 in place of CIFAR-100"
+
+
 def row_fields(ctx: Context, index: str) -> dict | NotRun:
     scheme, initial, final, objective = ROWS[index][:4]
     if index == "a":
@@ -58,8 +63,7 @@ class Table6(Spec):
     def build(self, ctx: Context) -> Grid:
         data = dataset(ctx)
         k = 100 if data == "cifar100" else 10
-        grid = Grid(self.name, f"{self.title} ({'CIFAR-100' if data == 'cifar100' else 'CIFAR-10 in place of CIFAR-100'})",
-                    "Table 6")
+        grid = Grid(self.name, f"{self.title} ({dataset_title(data)})", "Table 6")
         grid.attr_titles = ["Scheme", "Initial", "Final", "Objective"]
         for col, title in (("mtpr", f"MTPR (k={k})"), ("mtnr", f"MTNR (k={k})"), ("top1", "Top-1")):
             grid.add_col(col, title)

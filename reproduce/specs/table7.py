@@ -14,13 +14,10 @@ from __future__ import annotations
 from ifnd.falseneg.pcl import table7_rows
 from reproduce.specs.base import (Claim, Context, Derived, Grid, Spec, pretrain, probe, probe_note, seeds, source,
                                   training_size)
+from reproduce.specs.table6 import dataset, dataset_title
 
 OBJECTIVES = {"instance": "L_inst", "protonce": "L_ProtoNCE", "elimination": "L_elim"}
 CONFIDENCES = {"ifnd": "Eq. 2", "pcl": "Eq. 9 in PCL", None: "-"}
-
-
-def dataset(ctx: Context) -> str:
-    return "cifar100" if ctx.profile.cifar100_tables else "cifar10"
 
 
 def capped(ctx: Context, clusters: list[int], data: str = "cifar10") -> list[int]:
@@ -49,8 +46,7 @@ class Table7(Spec):
         data = dataset(ctx)
         scale = 100 if data == "cifar100" else 10
         rows = table7_rows(scale)
-        grid = Grid(self.name, f"{self.title} ({'CIFAR-100' if data == 'cifar100' else 'CIFAR-10 in place of CIFAR-100'})",
-                    "Table 7", paper_file="ifnd/falseneg/pcl.py")
+        grid = Grid(self.name, f"{self.title} ({dataset_title(data)})", "Table 7", paper_file="ifnd/falseneg/pcl.py")
         grid.attr_titles = ["Objective", "Pseudo label assignment", "Numbers of clusters", "Confidence"]
         grid.add_col("top1", "Top-1")
         grid.add_col("gap", "Δ to its baseline")
