@@ -93,13 +93,16 @@ def same_label_pairs(anchor_labels: torch.Tensor, candidate_labels: torch.Tensor
     span = int(max(anchor_labels.max(), candidate_labels.max())) + 1 if anchors and candidates else 1
     offset = torch.arange(levels, device=device)[:, None] * span          # keys of different levels never meet
     keys, order = (candidate_labels.long() + offset).reshape(-1).sort()
-    wanted = (anchor_labels.long() + offset).reshape(-1)
+    wanted = (anchor_labels.long() + offset).reshape(-1)                  # one row per (level, anchor)
     first = torch.searchsorted(keys, wanted)
     count = torch.searchsorted(keys, wanted, right=True) - first
-    row = torch.repeat_interleave(torch.arange(levels * anchors, device=device), count)
-    skip = (first - (torch.cumsum(count, 0) - count)).index_select(0, row)    # sorted position - output position
-    column = order.index_select(0, torch.arange(row.numel(), device=device) + skip)
-    return Pairs(row // anchors, row % anchors, column % candidates, levels)
+    row = torch.repeat_interleave(count, output_size=int(count.sum()))   # each pair's (level, anchor) row
+    skip = first - (torch.cumsum(count, 0) - count)                       # sorted position - output position
+    position = torch.arange(row.numel(), device=device) + skip.index_select(0, row)
+    column = (order % candidates).index_select(0, position)
+    level = torch.arange(levels, device=device).repeat_interleave(anchors)
+    anchor = torch.arange(anchors, device=device).repeat(levels)
+    return Pairs(level.index_select(0, row), anchor.index_select(0, row), column, levels)
 
 
 def objective_pairs(
@@ -114,11 +117,19 @@ def objective_pairs(
     objective = Objective(objective)
     if false_negative is None or objective in (Objective.INSTANCE, Objective.PROTONCE):
         return positive, None
-    candidates = valid.shape[1]
-    negative = valid.clone(memory_format=torch.contiguous_format).view(-1)
-    negative[positive.anchor * candidates + positive.candidate] = False
-    detected = false_negative.select(negative.index_select(0, false_negative.anchor * candidates
-                                                              + false_negative.candidate))
+    anchors, candidates = valid.shape
+    flat = false_negative.anchor * candidates + false_negative.candidate
+    is_negative = valid.reshape(-1).index_select(0, flat)
+    if len(positive):
+        # each anchor's positive candidates as a row of a small [A, width] table (-1: none)
+        count = torch.bincount(positive.anchor, minlength=anchors)
+        order = positive.anchor.argsort(stable=True)
+        anchor = positive.anchor.index_select(0, order)
+        slot = torch.arange(len(positive), device=flat.device) - (torch.cumsum(count, 0) - count).index_select(0, anchor)
+        table = torch.full((anchors, int(count.max())), -1, dtype=torch.long, device=flat.device)
+        table[anchor, slot] = positive.candidate.index_select(0, order)
+        is_negative &= ~(table.index_select(0, false_negative.anchor) == false_negative.candidate[:, None]).any(1)
+    detected = false_negative.select(is_negative)
     if objective is Objective.ELIMINATION:
         return positive, detected
     shared = positive.at_every_level(detected.levels)
@@ -152,82 +163,86 @@ def masked_contrastive_loss(
 def _loss_and_gradient(logits, valid, positive: Pairs, excluded: Pairs | None, need_grad: bool):
     """``(mean loss, its gradient w.r.t. logits or None)``.
 
-    With ``s`` the max-shifted logits and ``e = exp(s)`` on valid candidates (0 elsewhere), per
-    level ``l`` and anchor ``a``: ``D = sum_c e_c - sum_{excluded} e_c``,
-    ``loss = log D - mean_{p in P} s_p`` and ``d loss / d s_c = [c kept] e_c / D - [c in P] / |P|``.
+    With ``p`` the softmax of the logits over each anchor's valid candidates (``p_c = e^{l_c} / Z``), per
+    level ``l`` and anchor ``a`` the kept fraction is ``K = 1 - sum_{excluded} p_c``, the loss
+    ``log Z + log K - mean_{p in P} l_p`` and ``d loss / d l_c = [c kept] p_c / K - [c in P] / |P|``.
+    The softmax is the framework's fused one, in place (``exp`` alone is slower on a CPU, and a fresh
+    ``[A, C]`` buffer costs more than the arithmetic: its pages are touched for the first time).
     """
     levels = max(positive.levels, excluded.levels if excluded is not None else 1)
     anchors, candidates = logits.shape
     device = logits.device
     with torch.autocast(device.type, enabled=False):
-        logits = logits.detach().float().contiguous()  # (flat indices below)
-        row_max = logits.amax(dim=1, keepdim=True)
-        exp = torch.sub(logits, row_max).exp_().masked_fill_(~valid, 0)  # [A, C]; becomes the gradient in place
-        flat_exp = exp.view(-1)
-        total = exp.sum(1).double()
-        denominator = total.expand(levels, anchors)                      # [L, A]
+        logits = logits.detach().float()
+        # invalid candidates get the smallest float, not -inf: a row with none valid stays finite
+        prob = torch.empty(anchors, candidates, device=device)  # the one [A, C] buffer: becomes the gradient
+        torch.where(valid, logits, logits.new_tensor(torch.finfo(torch.float32).min), out=prob)
+        row_max = prob.amax(1)
+        torch.ops.aten._softmax.out(prob, 1, False, out=prob)  # in place: each entry is read before it is written
+        # the largest probability is e^0 / sum_c e^{l_c - max}: log Z without another pass over exp
+        log_normalizer = row_max.double() - prob.amax(1).double().log()
+        flat_prob = prob.view(-1)
+        kept = torch.ones(levels * anchors, dtype=torch.float64, device=device)
         if excluded is not None and len(excluded):
             excluded_flat = excluded.anchor * candidates + excluded.candidate
-            excluded_exp = flat_exp.index_select(0, excluded_flat)
-            denominator = denominator.reshape(-1).index_add(
-                0, excluded.level * anchors + excluded.anchor, excluded_exp.double(), alpha=-1
-            ).view(levels, anchors)
-            denominator = _resum_slivers(denominator, total, exp, excluded)
+            excluded_prob = flat_prob.index_select(0, excluded_flat)
+            excluded_row = excluded.level * anchors + excluded.anchor
+            kept = kept.index_add_(0, excluded_row, excluded_prob.double(), alpha=-1)
+            kept = _resum_slivers(kept.view(levels, anchors), prob, excluded).view(-1)
+        kept = kept.view(levels, anchors)
         pos_levels = positive.levels
         positive_row = positive.level * anchors + positive.anchor
         positive_flat = positive.anchor * candidates + positive.candidate
-        pos_shifted = (logits.view(-1)[positive_flat]
-                       - row_max.view(-1)[positive.anchor]).double()
-        pos_sum = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row, pos_shifted)
-        pos_count = pos_shifted.new_zeros(pos_levels * anchors).index_add_(0, positive_row,
-                                                                           torch.ones_like(pos_shifted))
+        pos_logit = logits.reshape(-1).index_select(0, positive_flat).double()
+        pos_sum = pos_logit.new_zeros(pos_levels * anchors).index_add_(0, positive_row, pos_logit)
+        pos_count = pos_logit.new_zeros(pos_levels * anchors).index_add_(0, positive_row,
+                                                                         torch.ones_like(pos_logit))
         pos_sum, pos_count = pos_sum.view(pos_levels, anchors), pos_count.view(pos_levels, anchors)
         has_positive = (pos_count > 0).expand(levels, anchors)
         count = has_positive.sum().clamp_min(1)
-        per_anchor = denominator.log() - pos_sum / pos_count.clamp_min(1)
+        per_anchor = kept.log() + log_normalizer - pos_sum / pos_count.clamp_min(1)
         loss = (torch.where(has_positive, per_anchor, 0).sum() / count).float()
         if not need_grad:
             return loss, None
-        kept_weight = torch.where(has_positive, denominator.reciprocal(), 0) / count             # [L, A]
-        weight = kept_weight.sum(0).float()                                                   # [A]
-        grad = exp.mul_(weight[:, None])
+        kept_weight = torch.where(has_positive, kept.reciprocal(), 0) / count                   # [L, A]
+        grad = prob.mul_(kept_weight.sum(0).float()[:, None])
         if excluded is not None and len(excluded):
-            # each excluded (level, entry) takes its level's share back out of e_c * sum_l w_l
-            share = kept_weight.view(-1).index_select(0, excluded.level * anchors + excluded.anchor).float()
-            flat_exp.index_add_(0, excluded_flat, excluded_exp * share, alpha=-1)
+            # each excluded (level, entry) takes its level's share back out of p_c * sum_l w_l
+            share = kept_weight.view(-1).index_select(0, excluded_row).float()
+            flat_prob.index_add_(0, excluded_flat, excluded_prob * share, alpha=-1)
         pos_weight = torch.where(has_positive[:pos_levels], pos_count.clamp_min(1).reciprocal(), 0) / count
         if pos_levels < levels:  # level-shared positives weigh once per level
             pos_weight = pos_weight * levels
-        flat_exp.index_put_((positive_flat,),
-                            -pos_weight.view(-1)[positive_row].float(), accumulate=True)
+        flat_prob.index_put_((positive_flat,), -pos_weight.view(-1).index_select(0, positive_row).float(),
+                             accumulate=True)
     return loss, grad
 
 
 _SLIVER = 1e-3
 
 
-def _resum_slivers(denominator, total, exp, excluded: Pairs):
-    """Re-sum directly the rows whose kept mass is under ``_SLIVER`` of their total mass.
+def _resum_slivers(kept, prob, excluded: Pairs):
+    """Re-sum directly the rows whose kept fraction is under ``_SLIVER``.
 
-    The float32 row total is good to about ``1e-7`` of itself, so "total minus excluded" is good
-    to ``1e-4`` of the kept mass while that is at least ``1e-3`` of the total (bf16 logits carry
+    A float32 softmax row is good to about ``1e-6`` of its total, so "1 minus excluded" is good to
+    ``1e-3`` of the kept mass while that is at least ``1e-3`` of the total (bf16 logits carry
     ``4e-3`` rounding of their own); rows where detected false negatives hold more (it takes
     same-cluster candidates far closer than the rest and a low temperature) are summed over
     their kept entries instead.
     """
-    sliver = denominator < total * _SLIVER
+    sliver = kept < _SLIVER
     if not bool(sliver.any()):
-        return denominator
+        return kept
     level, anchor = sliver.nonzero(as_tuple=True)
-    rows = exp[anchor]                                                   # [R, C]
+    rows = prob[anchor]                                                  # [R, C]
     slot = torch.full_like(sliver, -1, dtype=torch.long)
     slot[level, anchor] = torch.arange(level.numel(), device=level.device)
     row = slot[excluded.level, excluded.anchor]
     mine = row >= 0
     rows[row[mine], excluded.candidate[mine]] = 0
-    denominator = denominator.clone()
-    denominator[level, anchor] = rows.sum(1, dtype=torch.float64)
-    return denominator
+    kept = kept.clone()
+    kept[level, anchor] = rows.sum(1, dtype=torch.float64)
+    return kept
 
 
 def _few_nonzero(mask: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, ...]:
@@ -268,4 +283,6 @@ class _MaskedContrastive(torch.autograd.Function):
             raise RuntimeError("masked_contrastive_loss: backward ran twice through the same graph "
                                "(retain_graph=True is not supported); recompute the loss instead")
         del ctx.grad
-        return grad.mul_(grad_output), None, None, None
+        if grad_output.device.type != "cpu" or grad_output.item() != 1:  # (a pass over [A, C] saved on a CPU)
+            grad.mul_(grad_output)
+        return grad, None, None, None

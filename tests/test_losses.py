@@ -177,6 +177,23 @@ def test_excluded_mass_far_above_the_kept_mass_loses_no_precision(excluded_logit
     assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)
 
 
+def test_invalid_candidates_far_above_the_valid_ones_do_not_underflow():
+    """The anchor's own logit (invalid) 200 above every valid one: e^-200 is 0 in float32."""
+    gen = torch.Generator().manual_seed(3)
+    _, positive, valid = simclr_masks(4)
+    logits = (torch.randn(8, 8, generator=gen, dtype=torch.float64) - 100).fill_diagonal_(100)
+    labels = torch.tensor([0, 0, 1, 1] * 2)
+    fn = same_label_pairs(labels[None], labels[None])
+    x = logits.float().requires_grad_(True)
+    loss = kernel("elimination", x, positive, valid, fn)
+    loss.backward()
+    reference = logits.clone().requires_grad_(True)
+    expected = formula64(reference, *dense_sets("elimination", positive, valid, fn))
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)
+
+
 def test_detected_false_negative_gets_zero_gradient():
     z = unit(12, dtype=torch.float32, seed=5).requires_grad_(True)
     index, positive, valid = simclr_masks(6)
