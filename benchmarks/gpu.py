@@ -10,6 +10,8 @@ minutes on an H100). On a machine without a GPU it prints "no GPU: skipped" and 
   without detection, alternating. MoCo v2 when ``ifnd/frameworks/moco.py`` exists, else a SimCLR
   ResNet-50 stand-in (labelled as such).
 * ResNet-18 (CIFAR stem), 32x32, batch 1024 (App. C): SimCLR, and SimCLR + IFND (k = 10 / 30 / 100).
+* Both step comparisons also run IFND with ``--loss-kernel fused`` (:mod:`ifnd.fused_loss`) when triton
+  is importable.
 * Feature extraction images/s of the ResNet-50 (evaluation forward, bf16), for the refresh's share.
 * One IFND refresh at ImageNet scale: 1,281,167 x 128 features, k = 1000 / 3000 / 10000, through
   ``IncrementalDetector.refresh`` (faiss-gpu when importable, else the suite's torch k-means on the
@@ -63,11 +65,11 @@ class Stepper:
     """The trainer's step (views, autocast, training_loss, backward, SGD, after_step) on synthetic data."""
 
     def __init__(self, model, detector, objective: str, images: torch.Tensor, n: int, batch: int, image_size: int,
-                 dtype, device):
+                 dtype, device, kernel: str = "pairs"):
         from ifnd import augment as aug
         from ifnd.data import channel_stats
 
-        self.model, self.detector, self.objective = model, detector, objective
+        self.model, self.detector, self.objective, self.kernel = model, detector, objective, kernel
         self.images, self.n, self.batch, self.dtype, self.device = images, n, batch, dtype, device
         self.spec = aug.AugmentConfig(size=image_size, scale=(0.2, 1.0))
         self.mean, self.std = channel_stats("folder" if image_size > 64 else "cifar10")
@@ -84,7 +86,7 @@ class Stepper:
             if self.device.type == "cuda":
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-                loss = self.model.training_loss(views, index, self.detector, self.objective, 0.2)
+                loss = self.model.training_loss(views, index, self.detector, self.objective, 0.2, self.kernel)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -94,6 +96,7 @@ class Stepper:
 
 def step_comparison(title: str, framework: str, arch: str, image_size: int, batch: int, ks, n: int, device,
                     quick: bool, reps: int, steps: int) -> dict:
+    from ifnd import fused_loss
     from ifnd.falseneg.base import Detector
 
     gen = torch.Generator().manual_seed(0)
@@ -101,14 +104,17 @@ def step_comparison(title: str, framework: str, arch: str, image_size: int, batc
                          generator=gen).to(device)
     dtype = torch.bfloat16
     steppers = {}
-    for mode, detector in (("no detection", Detector()), ("IFND", _pseudo_detector(n, ks, gen))):
+    methods = [("no detection", Detector(), "pairs"), ("IFND", _pseudo_detector(n, ks, gen), "pairs")]
+    if device.type == "cuda" and fused_loss.available(device):
+        methods.append(("IFND fused", methods[1][1], "fused"))  # --loss-kernel fused
+    for mode, detector, kernel in methods:
         torch.manual_seed(0)
         model = _framework(framework, arch, image_size, batch, device, quick)
         if framework == "moco":  # a full queue of keys of random samples, as after the first epoch
             model.queue.copy_(F.normalize(torch.randn(model.queue.shape, generator=gen), dim=1).to(device))
             model.queue_index.copy_(torch.randint(n, model.queue_index.shape, generator=gen).to(device))
         steppers[mode] = Stepper(model, detector, "instance" if mode == "no detection" else "elimination", pool, n,
-                                 batch, image_size, dtype, device)
+                                 batch, image_size, dtype, device, kernel)
     times = common.interleaved({k: (lambda s: lambda: s.steps(steps))(s) for k, s in steppers.items()},
                                reps=reps, warmup=0 if quick else 1, device=device)
     ratio = common.ratios(times, "no detection")

@@ -21,6 +21,8 @@ Variants (all ratios are over ``infonce``):
   SimCLR: NT-Xent, the anchor itself masked with -inf as ``tests/test_losses.py`` writes it).
 * ``ifnd``: the trainer's path, label join + objective pairs + kernel forward + backward.
 * ``pairs``: only the label join and ``objective_pairs``; ``kernel``: only the kernel (pairs given).
+* ``fused`` (CUDA with triton only): :mod:`ifnd.fused_loss`, the trainer's ``--loss-kernel fused``
+  path: the labels go straight into two Triton passes, no pairs.
 * ``straightforward``: the same sets as dense ``[L, A, C]`` masks, then one ``masked_fill`` +
   ``logsumexp`` per level through autograd (the kind of code the kernel replaces; skipped with
   ``--no-straightforward``).
@@ -31,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import common
-from ifnd.losses import Pairs, masked_contrastive_loss, objective_pairs, same_label_pairs
+from ifnd import fused_loss
+from ifnd.losses import Pairs, masked_contrastive_loss, objective_pairs, positive_columns, same_label_pairs
 
 TEMPERATURE = 0.2
 CASES = {  # name: (anchors' batch, queue, feature dim, cluster numbers)
@@ -99,6 +102,16 @@ def trainer_pairs(case: dict):
     return objective_pairs("elimination", case["positive"], case["valid"], false_negative)
 
 
+def fused(case: dict, logits: torch.Tensor) -> torch.Tensor:
+    table = positive_columns(case["positive"], logits.shape[0])
+    return fused_loss.fused_label_loss(logits, case["valid"], table, "elimination", case["anchor_labels"],
+                                       case["candidate_labels"])
+
+
+def has_fused(case: dict) -> bool:
+    return case["logits"].is_cuda and fused_loss.available(case["logits"].device)
+
+
 def straightforward_loss(logits: torch.Tensor, valid: torch.Tensor, positive: Pairs, excluded: Pairs) -> torch.Tensor:
     """Dense ``[L, A, C]`` masks, one ``masked_fill`` + ``logsumexp`` per level, through autograd."""
     a, c = logits.shape
@@ -140,7 +153,14 @@ def variants(case: dict, straightforward: bool = True) -> dict:
         straightforward_loss(x, case["valid"], *trainer_pairs(case)).backward()
         return x.grad
 
+    def run_fused():
+        x = leaf()
+        fused(case, x).backward()
+        return x.grad
+
     out = {"infonce": run_infonce, "ifnd": run_ifnd, "pairs": run_pairs, "kernel": run_kernel}
+    if has_fused(case):
+        out["fused"] = run_fused
     if straightforward:
         out["straightforward"] = run_straightforward
     return out
@@ -156,9 +176,15 @@ def check(case: dict) -> dict:
     loss = masked_contrastive_loss(x, case["valid"], positive, excluded)
     loss.backward()
     scale = x_ref.grad.abs().max().item()
-    return {"loss": ref.item(), "kernel_loss_diff": abs(loss.item() - ref.item()),
-            "kernel_grad_diff_rel": (x.grad - x_ref.grad).abs().max().item() / scale,
-            "false_negative_pairs": len(excluded)}
+    out = {"loss": ref.item(), "kernel_loss_diff": abs(loss.item() - ref.item()),
+           "kernel_grad_diff_rel": (x.grad - x_ref.grad).abs().max().item() / scale}
+    if has_fused(case):
+        x = case["logits"].detach().clone().requires_grad_(True)
+        loss = fused(case, x)
+        loss.backward()
+        out.update(fused_loss_diff=abs(loss.item() - ref.item()),
+                   fused_grad_diff_rel=(x.grad - x_ref.grad).abs().max().item() / scale)
+    return {**out, "false_negative_pairs": len(excluded)}
 
 
 def run(device: str = "cpu", quick: bool = False, reps: int = 0, straightforward: bool = True,

@@ -77,6 +77,7 @@ class TrainConfig:
     cluster_features: str = "extract"   # "extract": a pass over the training set at each refresh (paper);
                                         # "bank": each sample's z from its latest training step (no pass)
     kmeans_backend: str = "auto"
+    loss_kernel: str = "pairs"          # "fused": ifnd/fused_loss.py, two Triton passes for label detectors (CUDA)
     # MoCo v2 (framework=moco; Sec. 4.1 / App. C ImageNet, Table 8)
     moco_momentum: float = 0.999        # key encoder: theta_k <- m theta_k + (1 - m) theta_q
     queue_size: int = 65536             # keys (with their sample indices); a multiple of batch_size
@@ -243,7 +244,7 @@ def field_choices() -> dict[str, tuple[str, ...]]:
             "objective": tuple(o.value for o in Objective), "acceptance_scheme": SCHEMES,
             "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"),
             "cluster_features": ("extract", "bank"), "lr_schedule": LR_SCHEDULES, "amp": AMP_MODES,
-            "kmeans_backend": ("auto", "faiss", "torch")}
+            "kmeans_backend": ("auto", "faiss", "torch"), "loss_kernel": ("pairs", "fused")}
 
 
 def _arg_type(annotation: str):
@@ -262,8 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ifnd.train",
         description="Contrastive pre-training with false-negative detection: frameworks SimCLR / MoCo v2 / SwAV; "
-                    "methods SimCLR (instance), SupCon oracle, IFND, PCL, GloFND.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "methods SimCLR (instance), SupCon oracle, IFND, PCL, GloFND.")
     parser.add_argument("--mode", choices=sorted(MODES),
                         help="preset (flags override it): " + "; ".join(
                             f"{m} = " + " ".join(f"{k}={v}" for k, v in mode_settings(m).items()) for m in MODES))

@@ -83,17 +83,16 @@ class Pairs:
 
 
 def same_label_pairs(anchor_labels: torch.Tensor, candidate_labels: torch.Tensor) -> Pairs:
-    """Pairs ``(l, a, c)`` with ``anchor_labels[l, a] == candidate_labels[l, c]``; labels ``[L, A]``, ``[L, C]``, >= 0.
+    """Pairs ``(l, a, c)`` with ``anchor_labels[l, a] == candidate_labels[l, c]``; labels ``[L, A]``, ``[L, C]`` (any integers).
 
     A sort-merge join: ``O((A + C) log C)`` plus the number of pairs, never an ``[L, A, C]`` tensor.
     """
     levels, anchors = anchor_labels.shape
     candidates = candidate_labels.shape[1]
     device = anchor_labels.device
-    span = int(max(anchor_labels.max(), candidate_labels.max())) + 1 if anchors and candidates else 1
-    offset = torch.arange(levels, device=device)[:, None] * span          # keys of different levels never meet
-    keys, order = (candidate_labels.long() + offset).reshape(-1).sort()
-    wanted = (anchor_labels.long() + offset).reshape(-1)                  # one row per (level, anchor)
+    level_of = torch.arange(levels, device=device)[:, None]               # key % levels = level: levels never meet
+    keys, order = (candidate_labels.long() * levels + level_of).reshape(-1).sort()
+    wanted = (anchor_labels.long() * levels + level_of).reshape(-1)       # one row per (level, anchor)
     first = torch.searchsorted(keys, wanted)
     count = torch.searchsorted(keys, wanted, right=True) - first
     row = torch.repeat_interleave(count, output_size=int(count.sum()))   # each pair's (level, anchor) row
@@ -103,6 +102,17 @@ def same_label_pairs(anchor_labels: torch.Tensor, candidate_labels: torch.Tensor
     level = torch.arange(levels, device=device).repeat_interleave(anchors)
     anchor = torch.arange(anchors, device=device).repeat(levels)
     return Pairs(level.index_select(0, row), anchor.index_select(0, row), column, levels)
+
+
+def positive_columns(positive: Pairs, anchors: int) -> torch.Tensor:
+    """Each anchor's positive candidates as a row of an ``[A, W]`` table, ``W`` the most any anchor has (-1: none)."""
+    count = torch.bincount(positive.anchor, minlength=anchors)
+    order = positive.anchor.argsort(stable=True)
+    anchor = positive.anchor.index_select(0, order)
+    slot = torch.arange(len(positive), device=anchor.device) - (torch.cumsum(count, 0) - count).index_select(0, anchor)
+    table = torch.full((anchors, int(count.max()) if len(positive) else 0), -1, dtype=torch.long, device=anchor.device)
+    table[anchor, slot] = positive.candidate.index_select(0, order)
+    return table
 
 
 def objective_pairs(
@@ -121,13 +131,7 @@ def objective_pairs(
     flat = false_negative.anchor * candidates + false_negative.candidate
     is_negative = valid.reshape(-1).index_select(0, flat)
     if len(positive):
-        # each anchor's positive candidates as a row of a small [A, width] table (-1: none)
-        count = torch.bincount(positive.anchor, minlength=anchors)
-        order = positive.anchor.argsort(stable=True)
-        anchor = positive.anchor.index_select(0, order)
-        slot = torch.arange(len(positive), device=flat.device) - (torch.cumsum(count, 0) - count).index_select(0, anchor)
-        table = torch.full((anchors, int(count.max())), -1, dtype=torch.long, device=flat.device)
-        table[anchor, slot] = positive.candidate.index_select(0, order)
+        table = positive_columns(positive, anchors)
         is_negative &= ~(table.index_select(0, false_negative.anchor) == false_negative.candidate[:, None]).any(1)
     detected = false_negative.select(is_negative)
     if objective is Objective.ELIMINATION:
@@ -153,8 +157,13 @@ def masked_contrastive_loss(
     """
     if valid.shape != logits.shape:
         raise ValueError(f"valid mask {tuple(valid.shape)} does not match logits {tuple(logits.shape)}")
-    if len(positive) and not bool(valid[positive.anchor, positive.candidate].all()):
-        raise ValueError("a positive pair is not a valid candidate (the anchor itself or an empty queue slot)")
+    if len(positive):
+        positive_is_valid = valid[positive.anchor, positive.candidate].all()
+        message = "a positive pair is not a valid candidate (the anchor itself or an empty queue slot)"
+        if positive_is_valid.device.type != "cpu":
+            torch._assert_async(positive_is_valid, message)  # (no host synchronisation on a GPU)
+        elif not bool(positive_is_valid):
+            raise ValueError(message)
     if torch.is_grad_enabled() and logits.requires_grad:
         return _MaskedContrastive.apply(logits, valid, positive, excluded)
     return _loss_and_gradient(logits, valid, positive, excluded, need_grad=False)[0]

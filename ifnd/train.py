@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ifnd import augment as aug
+from ifnd import augment as aug, fused_loss
 from ifnd.config import ConfigError, TrainConfig, config_from_args
 from ifnd.distributed import (average_gradients, broadcast_object, gather, gather_rows, init_from_environment,
                               rank, shard, world_size)
@@ -120,6 +120,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg)
         self.amp = autocast_dtype(cfg, self.device)
+        if cfg.loss_kernel == "fused" and not fused_loss.available(self.device):
+            raise ConfigError(f"loss_kernel='fused' runs Triton kernels on a CUDA device, not on {self.device}"
+                              f"{'' if fused_loss.triton else ' (and triton is not installed)'}: use --loss-kernel pairs")
         self.model = build_framework(cfg).to(self.device)
         self.augment = aug.AugmentConfig(size=cfg.image_size, scale=(cfg.crop_scale_min, 1.0))
         self.source = build_source(cfg, self.device, self.model.view_specs(self.augment))
@@ -203,7 +206,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self._autocast():
-                loss = self.model.training_loss(views, index, self.detector, cfg.objective, cfg.temperature)
+                loss = self.model.training_loss(views, index, self.detector, cfg.objective, cfg.temperature,
+                                                cfg.loss_kernel)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training stopped; the last "

@@ -144,6 +144,10 @@ def case_unwritable_results_directory(tmp_path, tiny_cifar):
     Trainer(config(tmp_path, tiny_cifar, run_dir=str(blocked / "run"), epochs=1)).run()
 
 
+def case_fused_kernel_without_a_gpu(tmp_path, tiny_cifar):
+    Trainer(config(tmp_path, tiny_cifar, device="cpu", loss_kernel="fused"))
+
+
 CATALOGUE = [  # (case, exception type, message pattern: the problem ... the fix)
     (case_missing_data_root, DataError, r"not found at .*nowhere: expected .*train/<class>"),
     (case_empty_data_root, DataError, r"no train folder in .*empty: expected"),
@@ -157,6 +161,7 @@ CATALOGUE = [  # (case, exception type, message pattern: the problem ... the fix
     (case_pcl_r_too_large, ConfigError, r"pcl_negatives r=30 must be smaller than k=50 .* use --pcl-negatives 10"),
     (case_queue_not_multiple_of_batch, ConfigError, r"queue size 100 is not a multiple of the batch size 40.*--queue-size 80"),
     (case_unknown_framework, ConfigError, r"unknown framework 'byol': choose one of simclr"),
+    (case_fused_kernel_without_a_gpu, ConfigError, r"loss_kernel='fused' runs Triton kernels on a CUDA device, not on cpu.*--loss-kernel pairs"),
     (case_unknown_profile, ValueError, r"unknown profile 'huge': choose one of"),
     (case_checkpoint_of_another_architecture, Exception, r"resnet18.*resnet50"),
     (case_nan_loss, TrainingDiverged, r"loss became nan at epoch 2, step 2.*last good checkpoint \(after epoch 1\)"),

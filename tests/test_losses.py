@@ -223,6 +223,8 @@ def test_same_label_pairs_equal_the_dense_comparison():
     candidate = torch.randint(7, (3, 40), generator=gen)
     candidate[1] += 100  # a level whose labels start elsewhere
     anchor[1, :3] += 100
+    candidate[2] -= 3  # and one with negative labels
+    anchor[2] -= 3
     pairs = same_label_pairs(anchor, candidate)
     dense = anchor[:, :, None] == candidate[:, None, :]
     assert len(pairs) == int(dense.sum()) and torch.equal(pairs.to_mask(9, 40), dense)

@@ -51,6 +51,13 @@ class Detector:
         """The detected false negatives ``(level, anchor, candidate)``, or ``None`` for none."""
         return None
 
+    def false_negative_labels(self, batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``false_negatives`` as labels ``([L, A], [L, C])``: equal at a level = detected there (``L = 0``:
+        none), for the fused kernel; ``None`` when the detections are not label equalities."""
+        anchors, candidates = batch.logits.shape
+        no_levels = torch.zeros(0, anchors, dtype=torch.long, device=batch.logits.device)
+        return no_levels, no_levels.new_zeros(0, candidates)
+
     def extra_loss(self, batch: ContrastiveBatch) -> torch.Tensor | float:
         """A term added to the contrastive loss (PCL's prototype term); none by default."""
         return 0.0
@@ -77,12 +84,12 @@ class LabelDetector(Detector):
         self.labels = labels.long()
 
     def false_negatives(self, batch: ContrastiveBatch) -> Pairs:
+        return same_label_pairs(*self.false_negative_labels(batch))
+
+    def false_negative_labels(self, batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.labels.device != batch.logits.device:  # moved once per (re)labelling, not per step
             self.labels = self.labels.to(batch.logits.device)
-        labels = self.labels
-        anchor = labels[:, batch.anchor_index]
-        candidate = labels[:, batch.candidate_index.clamp_min(0)]
-        return same_label_pairs(anchor, candidate)
+        return self.labels[:, batch.anchor_index], self.labels[:, batch.candidate_index.clamp_min(0)]
 
     def level_labels(self) -> torch.Tensor:
         return self.labels

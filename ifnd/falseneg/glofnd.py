@@ -113,6 +113,9 @@ class GloFNDDetector(Detector):
         keep = gathered[0] >= 0
         return [x[keep] for x in gathered]
 
+    def false_negative_labels(self, batch: ContrastiveBatch) -> None:
+        return None  # thresholds on similarities, not labels
+
     def false_negatives(self, batch: ContrastiveBatch) -> Pairs | None:
         similarity = batch.logits.detach().float() * batch.temperature
         negative = batch.valid.clone()

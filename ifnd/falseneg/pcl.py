@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ifnd.falseneg.base import ContrastiveBatch
+from ifnd.falseneg.base import ContrastiveBatch, Detector
 from ifnd.falseneg.incremental import IncrementalDetector, pcl_concentration
 
 PCL_R = 16384  # PCL's default r (pcl_r = queue size) on ImageNet
@@ -110,6 +110,8 @@ class PrototypeDetector(IncrementalDetector):
 
     def false_negatives(self, batch: ContrastiveBatch) -> None:
         return None  # ProtoNCE's instance term is InfoNCE: nothing is removed
+
+    false_negative_labels = Detector.false_negative_labels
 
     def _labels_on(self, device) -> torch.Tensor:
         if self._device_labels is None or self._device_labels[0] is not self.labels:

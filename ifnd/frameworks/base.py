@@ -8,13 +8,24 @@ from torch import nn
 
 from ifnd import augment as aug
 from ifnd.falseneg.base import ContrastiveBatch, Detector
-from ifnd.losses import masked_contrastive_loss, objective_pairs
+from ifnd.fused_loss import fused_label_loss
+from ifnd.losses import masked_contrastive_loss, objective_pairs, positive_columns
 
 
-def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str) -> torch.Tensor:
-    """The masked kernel on one batch with the detector's false negatives removed (or attracted)."""
-    positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
-    return masked_contrastive_loss(batch.logits, batch.valid, positive, excluded) + detector.extra_loss(batch)
+def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str, kernel: str = "pairs") -> torch.Tensor:
+    """The masked kernel on one batch with the detector's false negatives removed (or attracted).
+
+    ``kernel="fused"`` runs label detectors (and none) through :mod:`ifnd.fused_loss` (same loss and
+    gradient, two Triton passes; CUDA); other detectors, and ``"pairs"``, through the pair kernel.
+    """
+    labels = detector.false_negative_labels(batch) if kernel == "fused" else None
+    if labels is None:
+        positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
+        loss = masked_contrastive_loss(batch.logits, batch.valid, positive, excluded)
+    else:
+        table = positive_columns(batch.positive, batch.logits.shape[0])
+        loss = fused_label_loss(batch.logits, batch.valid, table, objective, *labels)
+    return loss + detector.extra_loss(batch)
 
 
 class Framework(nn.Module):
@@ -49,11 +60,11 @@ class Framework(nn.Module):
         raise NotImplementedError
 
     def training_loss(self, views: list[torch.Tensor], index: torch.Tensor, detector: Detector,
-                      objective: str, temperature: float) -> torch.Tensor:
+                      objective: str, temperature: float, kernel: str = "pairs") -> torch.Tensor:
         """The masked kernel on this batch with the detector's false negatives removed."""
         batch = self.contrastive_batch(views, index, temperature)
         self.last_embedding = (index, batch.anchor_embedding[:index.shape[0]].detach())  # the first view
-        return contrastive_loss(batch, detector, objective)
+        return contrastive_loss(batch, detector, objective, kernel)
 
     def after_step(self) -> None:
         """Called after each optimiser step (MoCo updates its key encoder here)."""

@@ -158,7 +158,7 @@ class SwAV(Framework):
         return [level.to(index.device)[index] for level in labels]
 
     def training_loss(self, views: list[torch.Tensor], index: torch.Tensor, detector: Detector,
-                      objective: str, temperature: float) -> torch.Tensor:
+                      objective: str, temperature: float, kernel: str = "pairs") -> torch.Tensor:
         with torch.no_grad():  # SwAV: unit prototypes at the start of every iteration
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         frozen = bool(self.iteration < self.freeze_prototypes_iters)
