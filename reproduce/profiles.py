@@ -148,7 +148,9 @@ _TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 _TRAIN_TYPES = typing.get_type_hints(TrainConfig)
 _PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
 _FIXED = {"name", "description", "cifar", "imagenet", "overrides", "probe"}
-NON_TRAIN_KEYS = ("run_dir", "progress", "threads", "device", "data_root")  # set by the harness, not profiles
+# Not part of a run's identity: the first four are set by the harness, the rest say how this machine
+# computes the same run (loss_kernel: the pair or the fused kernel, the same loss to float rounding).
+NON_TRAIN_KEYS = ("run_dir", "progress", "threads", "device", "data_root", "loss_kernel")
 
 
 def get_profile(name: str) -> Profile:

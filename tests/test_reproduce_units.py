@@ -60,8 +60,8 @@ def test_run_hash_ignores_machine_fields_and_defaults_but_not_settings(tmp_path)
     ctx = ctx_for(profile, tmp_path, DataPaths({"cifar10": str(tmp_path)}, "test"))
     simclr = pretrain(ctx, method(ctx, "simclr"), 0)
     assert isinstance(simclr, TrainRun)
-    moved = TrainRun({**simclr.config, "data_root": "/elsewhere", "progress": False}, simclr.explicit,
-                     simclr.snapshots)
+    moved = TrainRun({**simclr.config, "data_root": "/elsewhere", "progress": False, "loss_kernel": "fused"},
+                     simclr.explicit, simclr.snapshots)
     assert moved.key == simclr.key
     # A method spelling out a default value is the same run (Table 7's IFND row is Table 5's IFND run).
     ifnd = pretrain(ctx, method(ctx, "ifnd"), 0)
