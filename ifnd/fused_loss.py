@@ -19,6 +19,8 @@ import os
 
 import torch
 
+from ifnd.losses import stored_gradient
+
 try:
     import triton
     import triton.language as tl
@@ -177,9 +179,5 @@ class _FusedLabelContrastive(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        grad = getattr(ctx, "grad", None)
-        if grad is None:
-            raise RuntimeError("fused_label_loss: backward ran twice through the same graph "
-                               "(retain_graph=True is not supported); recompute the loss instead")
-        del ctx.grad
+        grad = stored_gradient(ctx, "fused_label_loss")
         return grad.mul_(grad_output / ctx.terms), None, None, None, None, None

@@ -275,6 +275,16 @@ def _few_nonzero(mask: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, .
     return tuple(reversed(out))
 
 
+def stored_gradient(ctx, loss_name: str) -> torch.Tensor:
+    """The gradient a forward left on ``ctx``, handed over once to be scaled in place (no second ``[A, C]`` tensor)."""
+    grad = getattr(ctx, "grad", None)
+    if grad is None:
+        raise RuntimeError(f"{loss_name}: backward ran twice through the same graph "
+                           "(retain_graph=True is not supported); recompute the loss instead")
+    del ctx.grad
+    return grad
+
+
 class _MaskedContrastive(torch.autograd.Function):
     """Loss and its closed-form gradient in one pass; backward only scales the stored gradient."""
 
@@ -286,12 +296,7 @@ class _MaskedContrastive(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        # The stored gradient is handed over and scaled in place: no second [A, C] tensor.
-        grad = getattr(ctx, "grad", None)
-        if grad is None:
-            raise RuntimeError("masked_contrastive_loss: backward ran twice through the same graph "
-                               "(retain_graph=True is not supported); recompute the loss instead")
-        del ctx.grad
+        grad = stored_gradient(ctx, "masked_contrastive_loss")
         if grad_output.device.type != "cpu" or grad_output.item() != 1:  # (a pass over [A, C] saved on a CPU)
             grad.mul_(grad_output)
         return grad, None, None, None
