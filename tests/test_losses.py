@@ -267,3 +267,12 @@ def test_transposed_logits_give_the_same_loss_and_gradient():
     for loss in losses:
         loss.backward()
     assert torch.equal(losses[0], losses[1]) and torch.allclose(dense.grad, strided.grad)
+
+
+def test_a_second_backward_through_the_same_loss_is_refused():
+    _, positive, valid = simclr_masks(4)
+    x = torch.randn(8, 8).requires_grad_(True)
+    loss = masked_contrastive_loss(x, valid, positive)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice through the same graph"):
+        loss.backward()
