@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from ifnd.losses import stored_gradient
+from ifnd.losses import Objective, stored_gradient
 
 try:
     import triton
@@ -27,7 +27,7 @@ try:
 except ImportError:  # a CPU-only install: the pair path serves every device
     triton = None
 
-MODES = {"instance": 0, "protonce": 0, "elimination": 1, "attraction": 2}
+MODES = {"instance": 0, "protonce": 0, "elimination": 1, "attraction": 2}  # ProtoNCE's contrastive term is the instance loss
 _BLOCK = 1024
 
 
@@ -151,15 +151,14 @@ def fused_label_loss(logits: torch.Tensor, valid: torch.Tensor, positive_columns
 class _FusedLabelContrastive(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, valid, positive_columns, objective, anchor_labels, candidate_labels):
-        mode = MODES[objective]
+        mode = MODES[Objective(objective).value]
         anchors, candidates = logits.shape
         if mode == 0 or anchor_labels is None or len(anchor_labels) == 0:  # nothing detected: the instance loss
             mode, levels = 0, 1
             anchor_labels = candidate_labels = positive_columns  # never read
         else:
             levels = anchor_labels.shape[0]
-            anchor_labels = anchor_labels.to(torch.int32).contiguous()  # (labels < 2^31: sample counts)
-            candidate_labels = candidate_labels.to(torch.int32).contiguous()
+            anchor_labels, candidate_labels = anchor_labels.long().contiguous(), candidate_labels.long().contiguous()
         levels_p2 = triton.next_power_of_2(levels)
         logits = logits.detach().contiguous()
         valid = valid.contiguous().view(torch.uint8)
