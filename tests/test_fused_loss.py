@@ -1,7 +1,8 @@
-"""The fused Triton kernel against the float64 formula and the pair kernel, under Triton's interpreter.
+"""The fused Triton kernel against the float64 formula and the pair kernel.
 
 The kernels run on CPU tensors when ``TRITON_INTERPRET=1`` is set before ``triton`` decorates them, so
-the checks run in a child process (``python tests/test_fused_loss.py``) with that variable set.
+the checks run in a child process (``python tests/test_fused_loss.py [cuda]``) with that variable set;
+on a machine with a GPU the same checks also run compiled, on the GPU.
 """
 import os
 import subprocess
@@ -11,15 +12,28 @@ from pathlib import Path
 import pytest
 import torch
 
+from ifnd.losses import Pairs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_fused_kernel_matches_the_formula_under_the_triton_interpreter():
+def run_checks(device: str, interpret: bool) -> None:
     pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, __file__], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(PYTHONPATH=str(ROOT), **({"TRITON_INTERPRET": "1"} if interpret else {}))
+    done = subprocess.run([sys.executable, __file__, device], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "all fused checks passed" in done.stdout
+
+
+def test_fused_kernel_matches_the_formula_under_the_triton_interpreter():
+    run_checks("cpu", interpret=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: the compiled kernel is checked on CUDA machines")
+def test_fused_kernel_matches_the_formula_on_the_gpu():
+    run_checks("cuda", interpret=False)
 
 
 # -- the checks, run in the child process ---------------------------------------------------------------
@@ -29,8 +43,10 @@ def _views_batch(samples: int, views: int, gen):
     index = torch.arange(samples).repeat(views)
     n = index.numel()
     is_self = torch.eye(n, dtype=torch.bool)
-    from ifnd.losses import Pairs
     return index, Pairs.from_mask((index[:, None] == index[None, :]) & ~is_self), ~is_self
+
+
+DEVICE = torch.device(sys.argv[1] if __name__ == "__main__" and len(sys.argv) > 1 else "cpu")
 
 
 def _check(name, logits64, valid, positive, objective, anchor_labels, candidate_labels, dtype=torch.float32):
@@ -42,16 +58,19 @@ def _check(name, logits64, valid, positive, objective, anchor_labels, candidate_
     reference = logits64.to(dtype).double().requires_grad_(True)  # the kernel's input, exactly
     expected = formula64(reference, *dense_sets(objective, positive, valid, fn))
     expected.backward()
-    x = logits64.to(dtype).requires_grad_(True)
-    loss = fused_label_loss(x, valid, positive_columns(positive, valid.shape[0]), objective,
-                            anchor_labels, candidate_labels)
+    x = logits64.to(dtype).to(DEVICE).requires_grad_(True)
+    on = lambda t: t.to(DEVICE)  # noqa: E731
+    loss = fused_label_loss(x, on(valid), on(positive_columns(positive, valid.shape[0])), objective,
+                            on(anchor_labels), on(candidate_labels))
     loss.backward()
     loss_error = abs(loss.item() - expected.item()) / abs(expected.item())
-    grad_error = (x.grad.double() - reference.grad).abs().max().item()
+    grad_error = (x.grad.cpu().double() - reference.grad).abs().max().item()
     print(f"{name} {objective}: loss {loss.item():.6f} (rel. error {loss_error:.1e}), grad error {grad_error:.1e}")
     assert torch.isfinite(x.grad).all(), name
-    grad_tolerance = 1e-7 if dtype == torch.float32 else reference.grad.abs().max().item() * 2.0 ** -8  # (a bf16 leaf's grad is bf16)
-    assert loss_error < 1e-6 and grad_error < grad_tolerance, name
+    # a GPU's exp is an approximation good to a few float32 ulps; a bf16 leaf's gradient is bf16
+    grad_tolerance = (1e-7 if DEVICE.type == "cpu" else 1e-6) if dtype == torch.float32 else \
+        reference.grad.abs().max().item() * 2.0 ** -8
+    assert loss_error < (1e-6 if DEVICE.type == "cpu" else 1e-5) and grad_error < grad_tolerance, name
 
 
 def _main() -> None:
@@ -82,7 +101,6 @@ def _main() -> None:
     valid = torch.cat([torch.eye(b, dtype=torch.bool), torch.rand(b, queue, generator=gen) < 0.9], 1)
     valid[4] = False
     rows = torch.arange(b)
-    from ifnd.losses import Pairs
     positive = Pairs(torch.zeros_like(rows), rows, rows).select(rows != 4)
     table = torch.stack([torch.randint(k, (400,), generator=gen) for k in (4, 9)])
     logits = torch.randn(b, b + queue, generator=gen, dtype=torch.float64) * 2
@@ -106,6 +124,8 @@ def _main() -> None:
     index, positive, valid = _views_batch(10, 2, gen)
     detector = LabelDetector(torch.stack([torch.randint(k, (10,), generator=gen) for k in (3, 5)]))
     z = torch.nn.functional.normalize(torch.randn(20, 16, generator=gen), dim=1)
+    positive = Pairs(*(t.to(DEVICE) for t in (positive.level, positive.anchor, positive.candidate)))
+    index, valid, z = index.to(DEVICE), valid.to(DEVICE), z.to(DEVICE)
     for objective in objectives:
         grads = []
         for kernel in ("pairs", "fused"):
@@ -113,11 +133,13 @@ def _main() -> None:
             loss = contrastive_loss(ContrastiveBatch(x, index, index, positive, valid, 0.2), detector, objective, kernel)
             loss.backward()
             grads.append((loss.item(), x.grad))
-        assert abs(grads[0][0] - grads[1][0]) < 1e-5 and torch.allclose(grads[0][1], grads[1][1], atol=1e-7), objective
+        close = torch.allclose(grads[0][1], grads[1][1], atol=1e-7 if DEVICE.type == "cpu" else 1e-6)
+        assert abs(grads[0][0] - grads[1][0]) < 1e-5 and close, objective
         print(f"contrastive_loss {objective}: pairs {grads[0][0]:.6f}, fused {grads[1][0]:.6f}")
     print("all fused checks passed")
 
 
 if __name__ == "__main__":
-    assert os.environ.get("TRITON_INTERPRET") == "1", "run through pytest (it sets TRITON_INTERPRET=1)"
+    assert DEVICE.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1", \
+        "run through pytest (on a CPU it sets TRITON_INTERPRET=1)"
     _main()
