@@ -223,3 +223,43 @@ def test_a_multi_process_job_whose_run_another_sweep_holds_ends_on_every_rank(se
                 pytest.fail("a rank of the job did not return within 120 s")
     statuses = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
     assert statuses == [{"status": "busy", "trained": False}] * 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
+    """A killed sweep leaves no orphan training on: its workers get SIGTERM (reproduce.launchers._die_with_parent)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = subprocess.Popen([sys.executable, "-c", (
+        "import os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from multiprocessing import get_context\n"
+        "from reproduce.launchers import _die_with_parent\n"
+        "pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=_die_with_parent)\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "pool.submit(time.sleep, 120)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    worker = int(sweep.stdout.readline())
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+        except FileNotFoundError:
+            return False
+
+    try:
+        assert alive(worker)
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+        deadline = time.monotonic() + 20
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(worker), "the worker outlived the killed sweep"
+    finally:
+        sweep.kill()
+        if alive(worker):
+            os.kill(worker, signal.SIGKILL)
