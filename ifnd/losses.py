@@ -142,6 +142,19 @@ def objective_pairs(
                  levels=detected.levels), None
 
 
+def check_kernel_inputs(logits: torch.Tensor, valid: torch.Tensor, positive: Pairs) -> None:
+    """What every kernel assumes: a valid mask shaped like the logits, and positives that are valid candidates."""
+    if valid.shape != logits.shape:
+        raise ValueError(f"valid mask {tuple(valid.shape)} does not match logits {tuple(logits.shape)}")
+    if len(positive):
+        positive_is_valid = valid[positive.anchor, positive.candidate].all()
+        message = "a positive pair is not a valid candidate (the anchor itself or an empty queue slot)"
+        if positive_is_valid.device.type != "cpu":
+            torch._assert_async(positive_is_valid, message)  # (no host synchronisation on a GPU)
+        elif not bool(positive_is_valid):
+            raise ValueError(message)
+
+
 def masked_contrastive_loss(
     logits: torch.Tensor, valid: torch.Tensor, positive: Pairs, excluded: Pairs | None = None
 ) -> torch.Tensor:
@@ -155,15 +168,7 @@ def masked_contrastive_loss(
     scales the stored gradient. An entry excluded at every level gets a zero gradient (exactly
     with one level, to float32 rounding of ``e_c * sum_l w_l`` with several).
     """
-    if valid.shape != logits.shape:
-        raise ValueError(f"valid mask {tuple(valid.shape)} does not match logits {tuple(logits.shape)}")
-    if len(positive):
-        positive_is_valid = valid[positive.anchor, positive.candidate].all()
-        message = "a positive pair is not a valid candidate (the anchor itself or an empty queue slot)"
-        if positive_is_valid.device.type != "cpu":
-            torch._assert_async(positive_is_valid, message)  # (no host synchronisation on a GPU)
-        elif not bool(positive_is_valid):
-            raise ValueError(message)
+    check_kernel_inputs(logits, valid, positive)
     if torch.is_grad_enabled() and logits.requires_grad:
         return _MaskedContrastive.apply(logits, valid, positive, excluded)
     return _loss_and_gradient(logits, valid, positive, excluded, need_grad=False)[0]

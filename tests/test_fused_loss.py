@@ -36,6 +36,18 @@ def test_fused_kernel_matches_the_formula_on_the_gpu():
     run_checks("cuda", interpret=False)
 
 
+def test_the_fused_path_checks_its_inputs_like_the_pair_kernel():
+    """An invalid positive is refused before any kernel runs (the fused kernel itself would skip it)."""
+    from ifnd.falseneg.base import ContrastiveBatch, LabelDetector
+    from ifnd.frameworks.base import contrastive_loss
+
+    index, positive, valid = _views_batch(4, 2, None)
+    valid[0, positive.candidate[positive.anchor == 0]] = False
+    batch = ContrastiveBatch(torch.randn(8, 8), index, index, positive, valid, 0.2)
+    with pytest.raises(ValueError, match="a positive pair is not a valid candidate"):
+        contrastive_loss(batch, LabelDetector(torch.zeros(1, 4, dtype=torch.long)), "elimination", "fused")
+
+
 # -- the checks, run in the child process ---------------------------------------------------------------
 
 def _views_batch(samples: int, views: int, gen):

@@ -9,7 +9,7 @@ from torch import nn
 from ifnd import augment as aug
 from ifnd.falseneg.base import ContrastiveBatch, Detector
 from ifnd.fused_loss import fused_label_loss
-from ifnd.losses import masked_contrastive_loss, objective_pairs, positive_columns
+from ifnd.losses import check_kernel_inputs, masked_contrastive_loss, objective_pairs, positive_columns
 
 
 def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str, kernel: str = "pairs") -> torch.Tensor:
@@ -23,6 +23,7 @@ def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str
         positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
         loss = masked_contrastive_loss(batch.logits, batch.valid, positive, excluded)
     else:
+        check_kernel_inputs(batch.logits, batch.valid, batch.positive)
         table = positive_columns(batch.positive, batch.logits.shape[0])
         loss = fused_label_loss(batch.logits, batch.valid, table, objective, *labels)
     return loss + detector.extra_loss(batch)
