@@ -110,18 +110,15 @@ if triton is not None:
         total = tl.load(base + 1)
         pos_count = tl.load(base + 2)
         pos_sum = tl.load(base + 3)
-        if MODE == 1:    # elimination: the kept set's mass, the instance positives
+        per_level = tl.zeros((LEVELS_P2,), tl.float32)
+        denominator = total + per_level      # instance: every valid candidate, the instance positives
+        count = pos_count + per_level
+        positive_sum = pos_sum + per_level
+        if MODE == 1:    # elimination: the kept set's mass
             denominator = tl.load(base + 4 + level)
-            count = pos_count + tl.zeros((LEVELS_P2,), tl.float32)
-            positive_sum = pos_sum + tl.zeros((LEVELS_P2,), tl.float32)
-        elif MODE == 2:  # attraction: every valid candidate, the same-label ones join the positives
-            denominator = total + tl.zeros((LEVELS_P2,), tl.float32)
-            count = pos_count + tl.load(base + 4 + LEVELS_P2 + level)
-            positive_sum = pos_sum + tl.load(base + 4 + 2 * LEVELS_P2 + level)
-        else:            # instance: one level
-            denominator = total + tl.zeros((LEVELS_P2,), tl.float32)
-            count = pos_count + tl.zeros((LEVELS_P2,), tl.float32)
-            positive_sum = pos_sum + tl.zeros((LEVELS_P2,), tl.float32)
+        elif MODE == 2:  # attraction: the same-label candidates join the positives
+            count += tl.load(base + 4 + LEVELS_P2 + level)
+            positive_sum += tl.load(base + 4 + 2 * LEVELS_P2 + level)
         has = (count > 0) & (level < LEVELS)
         term = tl.where(has, m + tl.log(denominator) - positive_sum / tl.maximum(count, 1.0), 0.0)
         tl.store(row_loss + a, tl.sum(term, 0))
