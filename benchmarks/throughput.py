@@ -25,12 +25,11 @@ class HandWrittenSimCLR:
 
     def __init__(self, cfg, steps: int):
         from ifnd import augment as aug
-        from ifnd.data import channel_stats, load_split, stratified_subset
+        from ifnd.data import channel_stats, load_split, training_indices
         from ifnd.models import Encoder
 
         train = load_split(cfg.dataset, "train", cfg.data_root)
-        if cfg.train_subset:
-            train = train.subset(stratified_subset(train.labels, cfg.train_subset, cfg.seed))
+        train = train.subset(training_indices(train.labels, cfg.train_subset, cfg.seed))
         self.aug = aug
         self.images = train.images
         self.mean, self.std = channel_stats(cfg.dataset)

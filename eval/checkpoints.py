@@ -14,6 +14,9 @@ The architecture (``resnet50`` / ``resnet18`` / ``convnet4``) and the stem (Imag
 CIFAR 3x3 ``conv1``) are read from the weights' shapes and must agree with what the caller asks
 for and with the checkpoint's own config; the weights are then loaded with ``strict=True``.
 Every failure is a :class:`CheckpointError` that names the file, the problem and the fix.
+
+:func:`load_framework` rebuilds the whole trained model (backbone and projection head) of our
+trainer's checkpoint, for evaluations of the projection space (t-SNE, :mod:`eval.tsne`).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from ifnd.models import BACKBONES, build_backbone
+from ifnd.rundir import CHECKPOINT, RunDir
 
 
 class CheckpointError(ValueError):
@@ -70,8 +74,9 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        hint = "it is a directory; point at the checkpoint file inside it" if path.is_dir() else (
-            "check the path (our trainer writes <run_dir>/checkpoints/last.pt)")
+        hint = (f"it is a directory; point at the checkpoint file inside it (a run directory's latest is "
+                f"{RunDir(path).checkpoint})" if path.is_dir() else
+                f"check the path (our trainer writes <run_dir>/{CHECKPOINT})")
         raise CheckpointError(f"checkpoint {path} does not exist as a file: {hint}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=not trusted)
@@ -205,3 +210,26 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, cifar_stem: 
                           epoch=int(declared["epoch"]) if isinstance(declared["epoch"], int) else None,
                           config=declared["config"])
     return model, info
+
+
+def load_framework(path: str | os.PathLike, trusted: bool = False) -> tuple[nn.Module, dict]:
+    """Our trainer's whole model (eval mode, CPU), rebuilt from the config inside the checkpoint, and the
+    loaded checkpoint dict (``epoch``, ``config``, ``detector`` state, ...)."""
+    from ifnd.config import ConfigError, TrainConfig
+    from ifnd.frameworks import build_framework
+
+    raw = read_checkpoint(path, trusted)
+    if not (isinstance(raw.get("model"), dict) and isinstance(raw.get("config"), dict)):
+        raise CheckpointError(f"checkpoint {path} is not our trainer's (no 'config' and 'model' entries): the whole "
+                              f"model can only be rebuilt from a <run_dir>/{CHECKPOINT} or a snapshot of one")
+    try:
+        model = build_framework(TrainConfig.from_dict(raw["config"]))
+    except (ConfigError, TypeError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path} holds a config this version of ifnd cannot build ({err}): "
+                              "evaluate it with the version that trained it") from err
+    try:
+        model.load_state_dict(raw["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} does not fit the model its own config builds ({err}): "
+                              "the file is damaged or from another version of ifnd") from err
+    return model.eval(), raw

@@ -4,7 +4,9 @@
   :mod:`eval.features`) with k = the number of classes, run with 5 seeds; the normalised mutual
   information with the true classes (Strehl & Ghosh, 2002: geometric-mean normalisation) is
   reported as mean and standard deviation in %. This is :func:`ifnd.metrics.kmeans_nmi`
-  (faiss k-means when installed, as in the paper, else the torch backend).
+  (faiss k-means when installed, as in the paper, else the torch backend). On CIFAR the harness
+  calls :func:`cifar_nmi`: cached features of a split (optionally a class-balanced subset, labels
+  optionally mapped to coarser classes), then :func:`clustering_nmi`.
 * MTPR / MTNR (Sec. 4.4, Table 6) of a pseudo labelling against the true labels of the same
   samples, via :func:`ifnd.metrics.mtpr_mtnr`. The labelling is either read from a file
   (``--pseudo-labels``: ``.npy``, ``.npz`` (array ``labels`` or its only array), ``.json``,
@@ -29,7 +31,10 @@ import torch
 
 from eval import cli
 from eval.checkpoints import read_checkpoint
+from eval.data import cifar_split, map_labels
+from eval.features import CheckpointFeatures
 from eval.results import result_record, write_result
+from ifnd.data import training_indices
 from ifnd.falseneg.kmeans import kmeans
 from ifnd.metrics import kmeans_nmi, mtpr_mtnr
 
@@ -43,6 +48,14 @@ def clustering_nmi(features: np.ndarray, labels: np.ndarray, k: int | None = Non
     mean, std = kmeans_nmi(torch.as_tensor(np.asarray(features), dtype=torch.float32), np.asarray(labels), k, seeds,
                            backend)
     return {"nmi_mean": mean, "nmi_std": std, "k": k, "seeds": seeds}
+
+
+def cifar_nmi(source: CheckpointFeatures, dataset: str, split: str = "test", subset: int = 0, k: int | None = None,
+              seeds: int = NMI_SEEDS, label_map=None, data_root=None) -> dict:
+    """:func:`clustering_nmi` of a checkpoint's cached features of a CIFAR split (``subset``: class-balanced, seed 0)."""
+    features = source(cifar_split(dataset, split, data_root, subset))
+    result = clustering_nmi(features.features, map_labels(features.labels, label_map), k, seeds)
+    return {key: (float(v) if isinstance(v, (float, np.floating)) else v) for key, v in result.items()}
 
 
 def read_pseudo_labels(path: str | Path, trusted: bool = False) -> tuple[np.ndarray, dict | None]:
@@ -81,12 +94,11 @@ def read_pseudo_labels(path: str | Path, trusted: bool = False) -> tuple[np.ndar
 
 
 def _true_labels_for_run(true_labels: np.ndarray, config: dict | None) -> np.ndarray:
-    """Apply the class-balanced subset our trainer drew (``train_subset``, ``seed``) to the true labels."""
-    if not config or not config.get("train_subset"):
+    """The true labels of the samples our trainer trained on (its ``train_subset`` and ``seed``), in its order."""
+    if not config:
         return true_labels
-    from ifnd.data import stratified_subset
-
-    indices = stratified_subset(torch.as_tensor(true_labels), int(config["train_subset"]), int(config.get("seed", 0)))
+    indices = training_indices(torch.as_tensor(true_labels), int(config.get("train_subset") or 0),
+                               int(config.get("seed", 0)))
     return true_labels[indices.numpy()]
 
 

@@ -284,3 +284,32 @@ def cifar_arrays(dataset: str, split: str, data_root: str | os.PathLike | None =
         raise DatasetNotFoundError(str(err)) from err
     mean, std = STATS[dataset]
     return ArrayDataset(arrays.images, arrays.labels, mean, std, f"{dataset}-{split}", arrays.classes)
+
+
+def cifar_split(dataset: str, split: str, data_root: str | os.PathLike | None = None, subset: int = 0,
+                seed: int = 0) -> ArrayDataset:
+    """:func:`cifar_arrays`, or a class-balanced subset of ``subset`` of its images drawn with ``seed``.
+
+    An evaluation's subset (e.g. the probe's training images), not the samples a run trained on
+    (:func:`ifnd.data.training_indices`); ``subset`` 0 or at least the split's size is the whole split.
+    """
+    from ifnd.data import stratified_subset
+
+    full = cifar_arrays(dataset, split, data_root)
+    if not subset or subset >= len(full):
+        return full
+    index = stratified_subset(full.labels, subset, seed)
+    return ArrayDataset(full.images[index], full.labels[index], full.mean.flatten().tolist(),
+                        full.std.flatten().tolist(), f"{full.name}-subset{subset}-seed{seed}", full.classes)
+
+
+def map_labels(labels, label_map: Sequence[int] | None = None) -> np.ndarray:
+    """``label_map[label]`` for every label (original class -> new label, e.g. its WordNet ancestor); int64."""
+    labels = np.asarray(labels).astype(np.int64)
+    if label_map is None:
+        return labels
+    label_map = np.asarray(label_map, dtype=np.int64)
+    if labels.size and label_map.size <= labels.max():
+        raise ValueError(f"label_map has {label_map.size} entries but the labels reach {labels.max()}: give one "
+                         "new label per original class")
+    return label_map[labels]

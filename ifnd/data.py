@@ -210,6 +210,17 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tenso
     return chosen.sort().values
 
 
+def training_indices(labels: torch.Tensor, train_subset: int, seed: int) -> torch.Tensor:
+    """The samples of a training split that a run trains on, in its order (the rows of its detector state).
+
+    ``labels`` are the split's labels; ``train_subset`` and ``seed`` are the run's config fields:
+    0 is the whole split, else a class-balanced subset of that size drawn with ``seed``.
+    """
+    if not train_subset:
+        return torch.arange(labels.shape[0])
+    return stratified_subset(labels, train_subset, seed)
+
+
 def channel_stats(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     mean, std = STATS[dataset]
     return torch.tensor(mean), torch.tensor(std)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ifnd import augment as aug
 from ifnd.data import (IMAGE_SUFFIXES, DataError, ImageArray, channel_stats, load_split, resolve_root,
-                       stratified_subset)
+                       training_indices)
 
 
 class MemorySource:
@@ -121,7 +121,7 @@ class FolderSource:
         self.train_eval = _Folder(train_dir, evaluate, classes)
         self.test_eval = _Folder(test_dir, evaluate, classes)
         labels = torch.tensor([label for _, label in self.train_views.samples])
-        self.kept = stratified_subset(labels, subset, seed) if subset else torch.arange(len(labels))
+        self.kept = training_indices(labels, subset, seed)
         self.labels = labels[self.kept]
         self.test_labels = torch.tensor([label for _, label in self.test_eval.samples])
         self.device, self.workers = device, workers
@@ -156,6 +156,5 @@ def build_source(cfg, device: torch.device, view_specs: list[aug.AugmentConfig])
         return FolderSource(resolve_root("folder", cfg.data_root), view_specs, cfg.image_size, device,
                             cfg.workers, cfg.train_subset, cfg.seed)
     train = load_split(cfg.dataset, "train", cfg.data_root)
-    if cfg.train_subset:
-        train = train.subset(stratified_subset(train.labels, cfg.train_subset, cfg.seed))
+    train = train.subset(training_indices(train.labels, cfg.train_subset, cfg.seed))
     return MemorySource(train, load_split(cfg.dataset, "test", cfg.data_root), cfg.dataset, device)

@@ -1,6 +1,6 @@
 """The trainer: ``python -m ifnd.train --help``.
 
-A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
+A run directory (:mod:`ifnd.rundir`) holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
 ``checkpoints/last.pt`` (written atomically after every epoch) and ``final.json`` (written
 atomically when the run ends). ``--resume`` continues from the last checkpoint; since the data
 order and the augmentations of epoch ``e`` come from generators seeded by ``(seed, e)``, a
@@ -26,9 +26,8 @@ from ifnd.frameworks import build_framework
 from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl,
                      writable_dir)
 from ifnd.metrics import knn_accuracy, mtpr_mtnr, nmi
+from ifnd.rundir import CHECKPOINT, RunDir
 from ifnd.sources import build_source
-
-CHECKPOINT = "checkpoints/last.pt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -110,6 +109,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg.validate()
         self.run_dir = Path(cfg.run_dir)
+        self.files = RunDir(self.run_dir)
         init_from_environment()
         if cfg.batch_size % world_size():
             raise ConfigError(f"batch_size={cfg.batch_size} does not split over {world_size()} processes: "
@@ -155,17 +155,17 @@ class Trainer:
         self.epoch = state["epoch"]
 
     def resume(self) -> bool:
-        path = self.run_dir / CHECKPOINT
+        path = self.files.checkpoint
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["config"] != self.cfg.to_dict():
             raise ConfigError(f"{path} was written by a different config: resume with the run's own "
-                              f"config ({self.run_dir / 'config.json'}) or choose a new --run-dir")
+                              f"config ({self.files.config}) or choose a new --run-dir")
         self.load_state_dict(state)
         # metrics.jsonl may hold epochs after the checkpoint if the run died between the two writes.
-        kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] <= self.epoch]
-        atomic_write_jsonl(self.run_dir / "metrics.jsonl", kept)
+        kept = [r for r in read_jsonl(self.files.metrics) if r["epoch"] <= self.epoch]
+        atomic_write_jsonl(self.files.metrics, kept)
         return True
 
     # -- features ----------------------------------------------------------------------------
@@ -211,7 +211,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training stopped; the last "
-                    f"good checkpoint (after epoch {epoch}) is kept in {self.run_dir / CHECKPOINT}. Lower --lr, "
+                    f"good checkpoint (after epoch {epoch}) is kept in {self.files.checkpoint}. Lower --lr, "
                     "raise --temperature or turn off --amp fp16")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -257,8 +257,8 @@ class Trainer:
         cfg = self.cfg
         writable_dir(self.run_dir)
         if not (resume and self.resume()):
-            atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
-            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            atomic_write_json(self.files.config, cfg.to_dict())
+            self.files.metrics.unlink(missing_ok=True)
         while self.epoch < cfg.epochs:
             record = {"epoch": self.epoch + 1, **self.train_epoch()}
             self.epoch += 1
@@ -267,14 +267,14 @@ class Trainer:
             if self.epoch == cfg.epochs or (cfg.knn_every and self.epoch % cfg.knn_every == 0):
                 record["knn_top1"] = self.knn()
             if rank() == 0:
-                append_jsonl(self.run_dir / "metrics.jsonl", record)
-                atomic_torch_save(self.run_dir / CHECKPOINT, self.state_dict())
+                append_jsonl(self.files.metrics, record)
+                atomic_torch_save(self.files.checkpoint, self.state_dict())
                 if cfg.progress:
                     print(format_record(record), file=sys.stderr, flush=True)
-        final = {"epochs": cfg.epochs, "knn_top1": read_jsonl(self.run_dir / "metrics.jsonl")[-1]["knn_top1"],
+        final = {"epochs": cfg.epochs, "knn_top1": read_jsonl(self.files.metrics)[-1]["knn_top1"],
                  "checkpoint": CHECKPOINT}
         if rank() == 0:
-            atomic_write_json(self.run_dir / "final.json", final)
+            atomic_write_json(self.files.final, final)
         return final
 
 
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrainingDiverged, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"finished: kNN top-1 {final['knn_top1']:.2f}% -> {Path(cfg.run_dir) / 'final.json'}")
+    print(f"finished: kNN top-1 {final['knn_top1']:.2f}% -> {RunDir(cfg.run_dir).final}")
     return 0
 
 

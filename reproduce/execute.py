@@ -17,8 +17,10 @@ from pathlib import Path
 
 from ifnd.distributed import broadcast_object, init_from_environment, rank
 from ifnd.io import read_jsonl
-from ifnd.train import CHECKPOINT, Trainer
+from ifnd.rundir import RunDir
+from ifnd.train import Trainer
 
+from reproduce.evals import run_eval
 from reproduce.runs import EvalRun, TrainRun
 from reproduce.store import RunBusy, Store, now
 
@@ -47,15 +49,12 @@ class StoreSpec:
         return Store(self.profile, self.results_root, self.runs_root)
 
 
-def snapshot_path(run_dir: Path, epoch: int) -> Path:
-    return run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt"
-
-
 class SnapshotTrainer(Trainer):
     """The trainer, keeping a copy of the checkpoint at chosen epochs (Figures 3 and 7).
 
-    ``run()`` saves ``checkpoints/last.pt`` after every epoch; before epoch ``e + 1`` starts,
-    ``last.pt`` is the state after ``e`` epochs (detector refresh included), which is copied.
+    ``run()`` saves the latest checkpoint after every epoch; before epoch ``e + 1`` starts, it is
+    the state after ``e`` epochs (detector refresh included), which is copied to the snapshot of ``e``
+    (:meth:`ifnd.rundir.RunDir.snapshot`).
     A resumed run copies again (idempotent); the final epoch is copied after ``run()``.
     """
 
@@ -64,7 +63,7 @@ class SnapshotTrainer(Trainer):
         self.snapshots = set(snapshots)
 
     def _copy(self, epoch: int) -> None:
-        source, target = self.run_dir / CHECKPOINT, snapshot_path(self.run_dir, epoch)
+        source, target = self.files.checkpoint, self.files.snapshot(epoch)
         if rank() == 0 and source.exists() and not target.exists():
             tmp = target.with_suffix(".tmp")
             shutil.copyfile(source, tmp)
@@ -86,7 +85,7 @@ def _machine_fields(run: TrainRun, run_dir: Path, progress: bool) -> dict:
     """``progress``/``threads``/``device``/``data_root`` as a resumed run had them (the trainer compares configs)."""
     machine = {"progress": progress, "threads": 0, "device": run.config.get("device", "auto"),
                "data_root": run.config.get("data_root")}
-    existing = run_dir / "config.json"
+    existing = RunDir(run_dir).config
     if existing.exists():
         import json
 
@@ -106,8 +105,9 @@ def _set_aside_if_foreign(run_dir: Path, config: dict, log) -> None:
     """A checkpoint written by a config that differs (e.g. a TrainConfig field added since) is moved aside."""
     import json
 
-    existing = run_dir / "config.json"
-    if not (run_dir / CHECKPOINT).exists() or not existing.exists():
+    files = RunDir(run_dir)
+    existing = files.config
+    if not files.checkpoint.exists() or not existing.exists():
         return
     try:
         old = json.loads(existing.read_text())
@@ -122,7 +122,8 @@ def _set_aside_if_foreign(run_dir: Path, config: dict, log) -> None:
 
 
 def train_record(run: TrainRun, run_dir: Path, final: dict, seconds: float) -> dict:
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    files = RunDir(run_dir)
+    metrics = read_jsonl(files.metrics)
     images_per_second = [m["images_per_second"] for m in metrics if "images_per_second" in m]
     epoch_seconds = [m["epoch_seconds"] for m in metrics if "epoch_seconds" in m]
     return {
@@ -133,15 +134,15 @@ def train_record(run: TrainRun, run_dir: Path, final: dict, seconds: float) -> d
             "metrics": [{k: v for k, v in m.items() if k not in PER_EPOCH_NOISE} for m in metrics],
             "train_seconds": round(sum(epoch_seconds), 1),
             "images_per_second": round(sum(images_per_second) / len(images_per_second), 1) if images_per_second else None,
-            "snapshots": {str(e): str(snapshot_path(run_dir, e).relative_to(run_dir)) for e in run.snapshots},
+            "snapshots": {str(e): str(files.snapshot(e).relative_to(run_dir)) for e in run.snapshots},
         },
         "run_dir": str(run_dir), "elapsed_seconds": round(seconds, 1),
     }
 
 
 def checkpoints_present(store: Store, run: TrainRun, epochs=()) -> bool:
-    run_dir = store.train_dir(run.key)
-    return (run_dir / CHECKPOINT).exists() and all(snapshot_path(run_dir, e).exists() for e in epochs)
+    files = RunDir(store.train_dir(run.key))
+    return files.checkpoint.exists() and all(files.snapshot(e).exists() for e in epochs)
 
 
 def run_train(run: TrainRun, store: Store, progress: bool = True, log=print) -> dict:
@@ -201,8 +202,6 @@ def execute_task(task: Task, store_spec: StoreSpec, progress: bool = True, threa
     """
     from contextlib import ExitStack
 
-    from reproduce import evals as protocols
-
     limit_threads(threads)
     store = store_spec.open()
     status = {"key": task.key, "label": task.train.label, "trained": False, "evaluated": [], "status": "done",
@@ -238,7 +237,7 @@ def execute_task(task: Task, store_spec: StoreSpec, progress: bool = True, threa
                     continue
                 t0 = time.time()
                 try:
-                    result = protocols.run_eval(run, store, progress=progress)
+                    result = run_eval(run, store, progress=progress)
                 except Exception as err:  # the other evaluations of the checkpoint still run
                     failures.append(f"{run.kind} {run.key}: {type(err).__name__}: {err}")
                     status["traceback"] = traceback.format_exc(limit=8)
