@@ -2,8 +2,8 @@
 
 ::
 
-    runs/<profile>/<hash>/               a train run (the trainer's run_dir: config.json,
-                                         metrics.jsonl, checkpoints/, final.json); git-ignored
+    runs/<profile>/<hash>/               a train run (the trainer's run directory, laid out as
+                                         ifnd.rundir says); git-ignored
     runs/<profile>/evals/<hash>/         scratch of an evaluation (CLI protocols write here)
     runs/<profile>/features/             the feature cache of eval.features
     runs/<profile>/locks/<hash>.lock     held (flock) while a process works on the run
