@@ -59,7 +59,7 @@ def checkpoint_tsne(model: torch.nn.Module, checkpoint: dict, points: int = 2000
 
     from ifnd.data import load_split, training_indices
 
-    raw, cfg = checkpoint, checkpoint["config"]
+    cfg = checkpoint["config"]
     split = "train" if pseudo else split
     data = load_split(cfg["dataset"], split, data_root)
     images, labels = data.images, data.labels
@@ -69,10 +69,10 @@ def checkpoint_tsne(model: torch.nn.Module, checkpoint: dict, points: int = 2000
     feats = embed(model, images, cfg["dataset"], space)
     chosen = np.sort(np.random.default_rng(0).choice(len(labels), size=min(points, len(labels)), replace=False))
     shown = feats[chosen]
-    out: dict = {"epoch": int(raw.get("epoch", 0)), "labels": labels.numpy()[chosen].tolist(),
+    out: dict = {"epoch": int(checkpoint.get("epoch", 0)), "labels": labels.numpy()[chosen].tolist(),
                  "classes": list(data.classes)}
     centroids = None
-    detector = raw.get("detector") or {}
+    detector = checkpoint.get("detector") or {}
     if pseudo and "labels" in detector:
         k = int(cfg["cluster_numbers"][level])
         assigned = torch.as_tensor(detector["labels"][level]).numpy()
