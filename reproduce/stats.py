@@ -138,12 +138,13 @@ def bootstrap_slope(xs, per_seed: dict, resamples: int = BOOTSTRAP_RESAMPLES, se
 
     ``per_seed``: ``{seed: [y at each x]}`` (seeds with a value at every x). One bootstrap draw picks
     n seeds with replacement and fits the slope of their mean per x; the interval is the
-    ``(1 ± level) / 2`` percentiles of the draws (None for fewer than 2 seeds).
+    ``(1 ± level) / 2`` percentiles of the draws; None for fewer than ``MIN_N`` seeds (two seeds give
+    three distinct resampled means: no interval worth the name).
     """
     rows = np.asarray([per_seed[s] for s in sorted(per_seed)], dtype=float)
     n = len(rows)
     point = slope(xs, rows.mean(axis=0))
-    if n < 2:
+    if n < MIN_N:
         return n, point, None, None
     gen = np.random.default_rng(seed)
     picks = gen.integers(0, n, size=(resamples, n))

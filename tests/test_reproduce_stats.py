@@ -84,4 +84,5 @@ def test_slope_and_seed_bootstrap():
     per_seed = {0: [0.0, -1.0, -2.0, -3.0], 1: [0.0, -3.0, -6.0, -9.0], 2: [0.0, -2.0, -4.0, -6.0]}
     first = stats.bootstrap_slope(xs, per_seed)
     assert -3.0 <= first[2] < first[3] <= -1.0 and first == stats.bootstrap_slope(xs, per_seed)
-    assert stats.bootstrap_slope(xs, {0: [0.0, 1.0, 2.0, 3.0]})[2:] == (None, None)
+    two = stats.bootstrap_slope(xs, {0: [0.0, 1.0, 2.0, 3.0], 1: [0.0, 3.0, 6.0, 9.0]})
+    assert two[:2] == (2, pytest.approx(2.0)) and two[2:] == (None, None)  # 2 seeds: a point, no interval
