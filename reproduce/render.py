@@ -401,7 +401,8 @@ def render_table(ctx: Context, grid: Grid, resolved: Resolved | None = None) -> 
     if notes:
         md += [*notes, ""]
     if len(claims):
-        md += ["## Claims", "", INTERVAL_NOTE, "", *claims.to_markdown(index=False, disable_numparse=True).splitlines(), ""]
+        md += ["## Claims", "", INTERVAL_NOTE, "",
+               *claims.to_markdown(index=False, disable_numparse=True).splitlines(), ""]
     out_dir = ctx.store.results_dir
     paths = {"md": out_dir / f"{grid.name}.md", "csv": out_dir / f"{grid.name}.csv"}
     atomic_write_text(paths["md"], "\n".join(md) + "\n")

@@ -152,7 +152,8 @@ def test_claims_pair_seeds_by_id_and_follow_the_verdict_rules(tmp_path):
     store = Store("smoke", tmp_path / "results", tmp_path / "runs")
     ifnd = _probe_runs(tmp_path, store, "ifnd", {0: 74.0, 1: 74.2, 2: 73.9, 3: None})  # seed 3 unfinished
     simclr = _probe_runs(tmp_path, store, "simclr", {3: 10.0, 2: 71.6, 1: 71.5, 0: 71.4})  # other order, extra seed
-    grid = _grid_with({("ifnd", "top1"): Source(ifnd, result("top1")), ("simclr", "top1"): Source(simclr, result("top1")),
+    grid = _grid_with({("ifnd", "top1"): Source(ifnd, result("top1")),
+                       ("simclr", "top1"): Source(simclr, result("top1")),
                        ("gap", "top1"): Derived(("ifnd", "top1"), ("simclr", "top1"))},
                       [Claim("IFND above SimCLR", ("ifnd", "top1"), ("simclr", "top1"), 2.5),
                        Claim("IFND equals itself", ("ifnd", "top1"), ("ifnd", "top1"), 0.0)])
@@ -171,7 +172,8 @@ def test_claims_on_a_cell_that_repeats_another_training_are_not_applicable(tmp_p
     store = Store("smoke", tmp_path / "results", tmp_path / "runs")
     a = _probe_runs(tmp_path, store, "a", {0: 1.0, 1: 2.0, 2: 3.0})
     b = _probe_runs(tmp_path, store, "bb", {0: 0.0, 1: 0.0, 2: 0.0})
-    grid = _grid_with({("a", "x"): Source(a, result("top1")), ("c", "x"): Source(b, result("top1"), alias="[c] is [b]")},
+    grid = _grid_with({("a", "x"): Source(a, result("top1")),
+                       ("c", "x"): Source(b, result("top1"), alias="[c] is [b]")},
                       [Claim("a above c", ("a", "x"), ("c", "x"), 1.0)])
     assert evaluate_claim(grid.claims[0], resolve(grid, store)).verdict == "n/a at this profile ([c] is [b])"
 

@@ -9,8 +9,8 @@ from reproduce import plots
 from reproduce.specs.base import Claim, Context, Grid, Spec, method, pretrain, result, source, tsne
 
 METHODS = (("simclr", "SimCLR"), ("ifnd", "IFND"), ("supcon", "SupCon"))
-SILHOUETTE_NOTE = ("Silhouette: 1 = compact, well separated classes; 0 = overlapping classes; negative = samples closer "
-                   "to another class than to their own on average. Differences between negative silhouettes compare "
+SILHOUETTE_NOTE = ("Silhouette: 1 = compact, well separated classes; 0 = overlapping classes; negative = samples "
+                   "closer to another class than to their own on average. Differences between negative silhouettes compare "
                    "degrees of overlap, not compact clusters.")
 
 
@@ -30,8 +30,10 @@ class Figure4(Spec):
         for key, title in METHODS:
             grid.add_row(key, title)
             grid.set(key, "silhouette", source([tsne(ctx, final_run(ctx, key))], result("silhouette")), fmt="{:.3f}")
-        grid.claims.append(Claim("IFND more compact than SimCLR: silhouette by true class, IFND − SimCLR", ("ifnd", "silhouette"), ("simclr", "silhouette")))
-        grid.claims.append(Claim("SupCon more compact than IFND: silhouette by true class, SupCon − IFND", ("supcon", "silhouette"), ("ifnd", "silhouette")))
+        grid.claims.append(Claim("IFND more compact than SimCLR: silhouette by true class, IFND − SimCLR",
+                                 ("ifnd", "silhouette"), ("simclr", "silhouette")))
+        grid.claims.append(Claim("SupCon more compact than IFND: silhouette by true class, SupCon − IFND",
+                                 ("supcon", "silhouette"), ("ifnd", "silhouette")))
         grid.notes.append(f"t-SNE of {ctx.profile.tsne_points} test images' backbone features, final checkpoints of "
                           "seed 0; silhouette on the features themselves (cosine), not on the 2-D map. The paper "
                           "states the claims below without numbers; here they are tested on the silhouette.")

@@ -42,8 +42,8 @@ class Figure7(Spec):
                          fmt="{:.3f}")
         if epochs:
             last = f"e{epochs[-1]}"
-            grid.claims.append(Claim("final IFND (L_elim) more compact than SimCLR: silhouette by true class, (c) − (a)",
-                                     ("ifnd", last), ("simclr", last)))
+            grid.claims.append(Claim("final IFND (L_elim) more compact than SimCLR: silhouette by true class, "
+                                     "(c) − (a)", ("ifnd", last), ("simclr", last)))
         add_attraction_claims(ctx, grid)
         grid.notes.append(f"Cells: silhouette (cosine, true classes) of the backbone features of {points} test "
                           "images at each kept checkpoint; the PNG shows their t-SNE coloured by true class.")
@@ -90,7 +90,8 @@ def add_attraction_claims(ctx: Context, grid: Grid) -> None:
                              "classes less than (c) elimination's (NMI, (c) − (b))", ("ifnd", "pseudo_nmi"),
                              ("ifnd_attr", "pseudo_nmi")))
     grid.claims.append(Claim("(b) attraction's clusters are concentrated: silhouette by its own pseudo labels above "
-                             "that by the true classes", ("ifnd_attr", "pseudo_silhouette"), ("ifnd_attr", last_col(grid))))
+                             "that by the true classes", ("ifnd_attr", "pseudo_silhouette"),
+                             ("ifnd_attr", last_col(grid))))
 
 
 def last_col(grid: Grid) -> str:
