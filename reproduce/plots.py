@@ -91,7 +91,10 @@ def curve_panels(path, panels: list[dict], title: str, note: str = "") -> Path:
         ax.set_ylabel(panel["ylabel"])
         ax.set_title(panel["title"], fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "nothing finished yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
     fig.suptitle(title, fontsize=10)
     if note:
         fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=8, wrap=True)

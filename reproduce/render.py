@@ -151,8 +151,9 @@ INTERVAL_NOTE = ("Each claim is a difference A − B of two cells, paired by tra
                  "difference and its 95 % t-interval [lo, hi] (Student t on the paired differences, n − 1 degrees "
                  "of freedom). Verdict: holds when n ≥ 3 and the interval excludes 0 on the paper's side; reversed "
                  "when it excludes 0 on the other side; not resolved otherwise; with n < 3 the direction is "
-                 "reported, not tested; n/a at this profile when both cells are the same training. Size: where the "
-                 "paper's difference lies relative to our interval.")
+                 "reported, not tested; n/a at this profile when both cells are the same training. A claim that "
+                 "two cells are close holds when the interval lies within the stated margin; a claim in % is a "
+                 "ratio computed per seed. Size: where the paper's difference lies relative to our interval.")
 
 
 def _claim_values(claim: Claim, resolved: Resolved) -> tuple[list[Value], str | None]:
