@@ -1,14 +1,15 @@
 """Resolve a grid against the store and write ``results/<profile>/<name>.{md,csv}``.
 
-Every cell shows our number (mean ± std over seeds, with the number of seeds), the paper's number
-and the difference; cells that are still running say ``pending``, cells the profile cannot fill say
-``not run`` with a numbered reason. The claims section compares each difference the paper claims
-with ours and says when ours is smaller than the seed spread (then the table cannot tell).
+Every cell shows our number (mean ± std over training seeds, with n) and the paper's number in
+parentheses; cells that are still running say ``pending``, cells the profile cannot fill say
+``not run`` with a numbered reason (columns with nothing run are left out of the table, their
+paper numbers listed below it). Δ rows and columns are differences the row or column names,
+computed seed by seed. The Claims section tests each difference the paper claims with the rules of
+:mod:`reproduce.stats`. The header describes the records (what they trained, at which commits, when),
+never the render, so re-rendering the same records rewrites the same bytes.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +18,29 @@ import pandas as pd
 
 from ifnd.io import atomic_write_text
 
+from reproduce import stats
 from reproduce.runs import EvalRun, NotRun, TrainRun
-from reproduce.specs.base import Const, Context, Derived, Grid, Source
-from reproduce.store import Store, git_commit
+from reproduce.specs.base import PAPER, Claim, Const, Context, Derived, Grid, Source
+from reproduce.store import Store
+
+MINUS = "\u2212"
 
 
 @dataclass
 class Value:
-    values: list = field(default_factory=list)   # one number per finished seed
+    by_seed: dict = field(default_factory=dict)  # training seed -> number (finished runs)
+    const: float | None = None                   # a Const cell: one number, no seeds
     expected: int = 0
     status: str = "ok"                           # ok | pending | not run | no value
     reason: str | None = None
-    keys: list = field(default_factory=list)
-    paired: list | None = None                   # Derived: per-seed differences when paired
+    keys: list = field(default_factory=list)     # the run keys the cell reads
+    alias: str = ""                              # the spec says the cell repeats another training
+
+    @property
+    def values(self) -> list[float]:
+        if self.const is not None:
+            return [self.const]
+        return [self.by_seed[s] for s in sorted(self.by_seed)]
 
     @property
     def n(self) -> int:
@@ -42,6 +53,11 @@ class Value:
     @property
     def std(self) -> float | None:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def paired(self):
+        """What :func:`reproduce.stats.paired_differences` pairs: ``{seed: value}``, or the constant."""
+        return self.const if self.const is not None else self.by_seed
 
 
 @dataclass
@@ -57,15 +73,27 @@ class Resolved:
         return self.records.get(run.key) if isinstance(run, (TrainRun, EvalRun)) else None
 
 
+def seed_of(run) -> int | None:
+    train = run.train if isinstance(run, EvalRun) else run
+    return train.config.get("seed") if isinstance(train, TrainRun) else None
+
+
+def _load(run, store: Store, records: dict) -> dict | None:
+    if run.key not in records:
+        record = store.get(run.key)
+        if record is None:
+            return None
+        records[run.key] = record
+    return records[run.key]
+
+
 def _resolve_source(src: Source, store: Store, records: dict) -> Value:
-    value = Value(expected=len(src.runs), keys=[r.key for r in src.runs])
+    value = Value(expected=len(src.runs), keys=[r.key for r in src.runs], alias=src.alias)
     missing = 0
     for run in src.runs:
-        record = records.get(run.key)
-        if record is None:
-            record = store.get(run.key)
-            if record is not None:
-                records[run.key] = record
+        if isinstance(run, EvalRun):
+            _load(run.train, store, records)  # the header describes what was trained
+        record = _load(run, store, records)
         if record is None:
             missing += 1
             continue
@@ -73,7 +101,7 @@ def _resolve_source(src: Source, store: Store, records: dict) -> Value:
         if number is None:
             value.status, value.reason = "no value", "the finished run has no such number (see its record)"
             continue
-        value.values.append(number)
+        value.by_seed[seed_of(run)] = number
     if missing:
         value.status = "pending"
         value.reason = f"{len(src.runs) - missing}/{len(src.runs)} runs finished"
@@ -87,21 +115,10 @@ def _resolve_derived(d: Derived, values: dict) -> Value:
     for side in (a, b):
         if side.status == "not run":
             return Value(status="not run", reason=side.reason)
-    out = Value(expected=max(a.expected, b.expected))
+    out = Value(expected=max(a.expected, b.expected), keys=a.keys + b.keys)
     if a.status != "ok" or b.status != "ok":
         out.status, out.reason = "pending", "waits for the cells it compares"
-        if not (a.values and b.values):
-            return out
-    if a.n == b.n and a.n > 1 and a.status == b.status == "ok":
-        out.values = [x - y for x, y in zip(a.values, b.values)]
-        out.paired = out.values
-        out.keys = a.keys + b.keys
-    elif a.values and b.values:
-        out.values = [a.mean - b.mean]
-        out.keys = a.keys + b.keys
-        spread = [s for s in (a.std, b.std) if s is not None]
-        out.reason = out.reason or (f"difference of means; spread ±{math.sqrt(sum(s * s for s in spread)):.2f}"
-                                    if spread else None)
+    out.by_seed = {seed: diff for seed, diff in stats.paired_differences(a.paired, b.paired) if seed is not None}
     return out
 
 
@@ -113,7 +130,7 @@ def resolve(grid: Grid, store: Store) -> Resolved:
         if isinstance(ours, Source):
             values[key] = _resolve_source(ours, store, records)
         elif isinstance(ours, Const):
-            values[key] = Value([ours.value] if ours.value is not None else [], 1, "ok", ours.note or None)
+            values[key] = Value(const=ours.value, expected=1, reason=ours.note or None)
         elif isinstance(ours, NotRun):
             values[key] = Value(status="not run", reason=ours.reason)
         elif ours is None:
@@ -122,45 +139,95 @@ def resolve(grid: Grid, store: Store) -> Resolved:
         if isinstance(cell.ours, Derived):
             values[key] = _resolve_derived(cell.ours, values)
     for run in grid.extra_runs:
-        if isinstance(run, (TrainRun, EvalRun)) and run.key not in records:
-            record = store.get(run.key)
-            if record is not None:
-                records[run.key] = record
+        if isinstance(run, (TrainRun, EvalRun)):
+            _load(run, store, records)
+            if isinstance(run, EvalRun):
+                _load(run.train, store, records)
     return Resolved(grid, values, records)
 
 
 # -- claims ----------------------------------------------------------------------------------------
-def claim_verdict(a: Value, b: Value, paper: float | None) -> tuple[float | None, float | None, str]:
-    """(our difference, its seed spread, verdict) of ``a - b``."""
-    if a.status == "not run" or b.status == "not run":
-        return None, None, "not run"
-    if not a.values or not b.values:
-        return None, None, "pending"
-    if a.n == b.n and a.n > 1:
-        diffs = [x - y for x, y in zip(a.values, b.values)]
-        diff, spread = statistics.fmean(diffs), statistics.stdev(diffs)
+INTERVAL_NOTE = ("Each claim is a difference A − B of two cells, paired by training seed: n pairs, the mean paired "
+                 "difference and its 95 % t-interval [lo, hi] (Student t on the paired differences, n − 1 degrees "
+                 "of freedom). Verdict: holds when n ≥ 3 and the interval excludes 0 on the paper's side; reversed "
+                 "when it excludes 0 on the other side; not resolved otherwise; with n < 3 the direction is "
+                 "reported, not tested; n/a at this profile when both cells are the same training. A claim that "
+                 "two cells are close holds when the interval lies within the stated margin; a claim in % is a "
+                 "ratio computed per seed. Size: where the paper's difference lies relative to our interval.")
+
+
+def _claim_values(claim: Claim, resolved: Resolved) -> tuple[list[Value], str | None]:
+    """The claim's cells, or why it cannot be evaluated (not run, n/a, pending)."""
+    cells = [resolved.value(*claim.a), resolved.value(*claim.b)]
+    if claim.c is not None:
+        cells.append(resolved.value(*claim.c))
+    for v in cells:
+        if v.status == "not run":
+            return cells, "not run"
+    for v in cells:
+        if v.alias:
+            return cells, f"n/a at this profile ({v.alias})"
+    a, b = cells[0], cells[1]
+    if a.keys and a.keys == b.keys:
+        return cells, "n/a at this profile (both cells are the same training)"
+    if any(v.status == "pending" for v in cells) and not all(v.values for v in cells):
+        return cells, "pending"
+    return cells, None
+
+
+def evaluate_claim(claim: Claim, resolved: Resolved) -> stats.Comparison:
+    cells, why = _claim_values(claim, resolved)
+    if why is not None:
+        return stats.Comparison(0, None, None, None, why, "-")
+    a, b = cells[0], cells[1]
+    if claim.c is not None:  # the share of the gap b -> c that a closes, per seed, in %
+        closed = dict(stats.paired_differences(a.paired, b.paired))
+        gap = dict(stats.paired_differences(cells[2].paired, b.paired))
+        ratios = [100.0 * closed[s] / gap[s] for s in sorted(set(closed) & set(gap), key=str) if gap[s] != 0]
+        if not ratios:
+            return stats.Comparison(0, None, None, None, "pending", "-")
+        result = stats.judge(ratios, claim.paper, direction=1.0)
     else:
-        diff = a.mean - b.mean
-        stds = [s for s in (a.std, b.std) if s is not None]
-        spread = math.sqrt(sum(s * s for s in stds)) if len(stds) == 2 else None
-    partial = " (partial: runs pending)" if "pending" in (a.status, b.status) else ""
-    expected = 1.0 if paper is None or paper == 0 else paper  # no paper number: the claim says "a above b"
-    direction = "holds" if diff * expected > 0 else ("no difference" if diff == 0 else "reversed")
-    if spread is None:
-        return diff, None, f"{direction} (1 seed: spread unknown){partial}"
-    if abs(diff) <= spread:
-        return diff, spread, f"within seed spread: not resolved at this profile{partial}"
-    return diff, spread, direction + partial
+        result = stats.compare(a.paired, b.paired, claim.paper, margin=claim.margin)
+    if any(v.status == "pending" for v in cells):
+        result.verdict += " (partial: runs pending)"
+    return result
+
+
+def claim_row(text: str, r: stats.Comparison, paper: float | None, paper_note: str = "", unit: str = "",
+              margin: float | None = None, fmt: str = "{:.2f}") -> dict:
+    """One line of the Claims section (``fmt``: our numbers; the paper's as it gives them)."""
+    ours = "-"
+    if r.mean is not None:
+        ours = num(r.mean, fmt, True) + unit
+        if r.lo is not None:
+            ours += f" [{num(r.lo, fmt, True)}, {num(r.hi, fmt, True)}]"
+    shown = "-" if paper is None else num(round(paper, 2), "{:g}", True) + unit
+    if paper_note:
+        shown += f" ({paper_note})"
+    if margin is not None:
+        shown += f" (close: within ±{margin:g})"
+    return {"claim": text, "n": r.n if r.n else "-", "ours: mean [95 % interval]": ours, "paper": shown,
+            "verdict": r.verdict, "size": r.size}
 
 
 # -- formatting --------------------------------------------------------------------------------------
-def _fmt(x: float | None, fmt: str, signed: bool = False) -> str:
+def num(x: float | None, fmt: str = "{:.2f}", signed: bool = False) -> str:
+    """A number for markdown: ``fmt``, a leading + when ``signed``, and the minus sign U+2212."""
     if x is None:
         return "-"
     text = fmt.format(x)
-    if signed and x >= 0 and not text.startswith("+"):
+    if text.lstrip("-").strip("0.") == "":  # rounds to zero: no sign
+        text = text.lstrip("-")
+    elif signed and not text.startswith("-"):
         text = "+" + text
-    return text.replace("-", "−") if signed else text
+    return text.replace("-", MINUS)
+
+
+def finer(fmt: str) -> str:
+    """One more decimal than ``fmt`` (differences of rounded cells need it)."""
+    digits = fmt[fmt.index(".") + 1:fmt.index("f")] if "." in fmt and "f}" in fmt else None
+    return "{:." + str(int(digits) + 1) + "f}" if digits and digits.isdigit() else "{:.2f}"
 
 
 def ours_text(v: Value, fmt: str, signed: bool = False) -> str:
@@ -168,112 +235,175 @@ def ours_text(v: Value, fmt: str, signed: bool = False) -> str:
         return "not run"
     if not v.values:
         return f"pending ({v.reason})" if v.status == "pending" else (v.status if v.status != "ok" else "-")
-    text = _fmt(v.mean, fmt, signed)
+    text = num(v.mean, fmt, signed)
     if v.std is not None:
-        text += " ± " + fmt.format(v.std).lstrip("+-")
-    if v.keys or v.paired is not None:  # measured (not a constant): say how many seeds
-        text += f" (n={v.n})"
+        text += " ± " + num(v.std, fmt)
+    if v.const is None:  # measured: say how many seeds
+        text += f", n={v.n}"
     if v.status == "pending":
         text += f", pending: {v.reason}"
     return text
 
 
+def _dates(records: list[dict]) -> str:
+    days = sorted({str(r.get("finished_at", ""))[:10] for r in records if r.get("finished_at")})
+    if not days:
+        return "no dates"
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+
+
+def _commits(records: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for r in records:
+        commit = r.get("git_commit") or "unknown"
+        counts[commit] = counts.get(commit, 0) + 1
+    return ", ".join(f"{c} ({n})" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _distinct(values) -> str:
+    shown = []
+    for v in values:
+        if v not in shown:
+            shown.append(v)
+    return " / ".join(str(v) for v in shown)
+
+
+def trained_settings(records: list[dict]) -> str:
+    """What the train records say they ran (not the profile's defaults)."""
+    configs = [r.get("config", {}) for r in records]
+    if not configs:
+        return "no finished pre-training run"
+    subsets = [f"{c['train_subset']}-image subset" if c.get("train_subset") else "full training split"
+               for c in configs]
+    seeds = sorted({c.get("seed") for c in configs if c.get("seed") is not None})
+    parts = [_distinct(c.get("dataset") for c in configs), _distinct(c.get("arch") for c in configs),
+             _distinct(subsets), f"{_distinct(c.get('epochs') for c in configs)} epochs",
+             f"batch {_distinct(c.get('batch_size') for c in configs)}",
+             f"lr {_distinct(c.get('lr') for c in configs)}", "seeds " + ", ".join(map(str, seeds))]
+    return ", ".join(parts)
+
+
 def header(ctx: Context, grid: Grid, resolved: Resolved) -> list[str]:
     p = ctx.profile
     runs = grid.runs()
-    finished = sum(1 for r in runs if ctx.store.has(r.key))
+    records = [resolved.records[r.key] for r in runs if r.key in resolved.records]
+    finished = len(records)
+    trains = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") != "train"]
     lines = [f"# {grid.title}", "",
-             f"- Profile: **{p.name}** ({p.description})",
-             f"- Settings: {p.summary()}" + (f"; seeds for this table: {p.seeds_for(grid.name)}"
-                                             if p.seeds_for(grid.name) != p.seeds else ""),
-             f"- Overrides: {', '.join(p.overrides) if p.overrides else 'none'}",
-             f"- Generated: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
-             f"git {git_commit()}",
+             f"- Profile: **{p.name}**; overrides: {', '.join(p.overrides) if p.overrides else 'none'}",
+             f"- Pre-training as recorded: {trained_settings(trains)}",
              f"- Runs: {finished} of {len(runs)} finished" + (" (re-run the same command to finish or collect them)"
-                                                              if finished < len(runs) else ""),
-             f"- Paper numbers: {grid.paper_source} of {_paper()} (transcribed in {grid.paper_file or f'reproduce/specs/{grid.name}.py'})"]
+                                                              if finished < len(runs) else "")]
+    if records:
+        lines.append(f"- Records: trained at git {_commits(trains) or '-'}; evaluated at git "
+                     f"{_commits(evals) or '-'} (commit: number of records); finished {_dates(records)}")
+    has_paper = any(c.paper is not None or c.paper_text for c in grid.cells.values()) or any(
+        c.paper is not None for c in grid.claims)
+    if has_paper:
+        lines.append(f"- Paper numbers: {grid.paper_source} of {PAPER} (transcribed in "
+                     f"{grid.paper_file or f'reproduce/specs/{grid.name}.py'})")
+    else:
+        lines.append(f"- Paper numbers: none ({grid.paper_source} of {PAPER} gives none; its statements are the "
+                     "claims below)")
     lines += [f"- {note}" for note in grid.notes]
     return lines
 
 
-def _paper() -> str:
-    from reproduce.specs.base import PAPER
-
-    return PAPER
+def _round(x, digits: int = 4):
+    return None if x is None else round(float(x), digits)
 
 
 def to_frames(resolved: Resolved, ctx: Context) -> tuple[list[str], pd.DataFrame, pd.DataFrame, list[str]]:
-    """Markdown lines of the table, the long CSV frame, the claims frame, and footnotes."""
+    """Markdown lines of the table, the long CSV frame, the claims frame, and notes below the table."""
     grid = resolved.grid
     reasons: list[str] = []
-    flagged: set = set()
-    claim_rows = []
-    for claim in grid.claims:
-        a, b = resolved.value(*claim.a), resolved.value(*claim.b)
-        diff, spread, verdict = claim_verdict(a, b, claim.paper)
-        if verdict.startswith("within seed spread"):
-            flagged.update({claim.a, claim.b})
-        claim_rows.append({"claim": claim.text, "paper Δ": _fmt(claim.paper, "{:.1f}", True),
-                           "our Δ": _fmt(diff, "{:.2f}", True),
-                           "seed spread": "-" if spread is None else f"±{spread:.2f}", "verdict": verdict})
+    claim_rows = [claim_row(claim.text, evaluate_claim(claim, resolved), claim.paper,
+                            unit=" %" if claim.c is not None else "", margin=claim.margin,
+                            fmt=finer(grid.cells[claim.a].fmt if claim.a in grid.cells else "{:.1f}"))
+                  for claim in grid.claims]
     if grid.trend is not None:
-        for line in grid.trend(resolved):
-            claim_rows.append(line)
+        claim_rows += [claim_row(*line) for line in grid.trend(resolved)]
 
     def reason_ref(reason: str) -> str:
         if reason not in reasons:
             reasons.append(reason)
         return f"[{reasons.index(reason) + 1}]"
 
-    table_rows, csv_rows = [], []
+    def not_run(col) -> bool:
+        cells = [resolved.value(row.key, col.key) for row in grid.rows if (row.key, col.key) in grid.cells]
+        return bool(cells) and all(v.status == "not run" for v in cells)
+
+    dropped = [col for col in grid.cols if not_run(col)]
+    if len(dropped) == len(grid.cols):
+        dropped = []  # nothing runs here: the table is the paper's, with the reasons
+    table_rows, csv_rows, paper_rows = [], [], []
     for row in grid.rows:
-        out = {grid_title: row.attrs.get(grid_title, "") for grid_title in grid.attr_titles}
-        out = {"": row.title, **out}
+        out = {"": row.title, **{title: row.attrs.get(title, "") for title in grid.attr_titles}}
+        paper_out = {"": row.title}
         for col in grid.cols:
             cell = grid.cells.get((row.key, col.key))
             if cell is None:
                 out[col.title] = ""
+                paper_out[col.title] = ""
                 continue
             v = resolved.value(row.key, col.key)
             signed = isinstance(cell.ours, Derived)
             text = ours_text(v, cell.fmt, signed)
             if v.status == "not run":
                 text += " " + reason_ref(v.reason or "not part of this profile")
-            if (row.key, col.key) in flagged:
-                text += " ‡"
-            paper = cell.paper_text or (_fmt(cell.paper, cell.fmt, signed) if cell.paper is not None else None)
-            if paper is not None:
-                text += f" / paper {paper}"
-                if v.mean is not None and cell.paper is not None:
-                    text += f" (Δ {_fmt(v.mean - cell.paper, cell.fmt, True)})"
-            out[col.title] = text
+            paper = cell.paper_text or (num(cell.paper, cell.fmt, signed) if cell.paper is not None else None)
+            if col in dropped:
+                paper_out[col.title] = paper or "-"
+            else:
+                out[col.title] = text + (f" (paper {paper})" if paper is not None else "")
             csv_rows.append({
                 "table": grid.name, "profile": ctx.profile.name, "row": row.key, "row_title": row.title,
                 **{f"attr:{k}": v_ for k, v_ in row.attrs.items()}, "col": col.key, "col_title": col.title,
-                "ours_mean": v.mean, "ours_std": v.std, "n_seeds": v.n, "n_expected": v.expected,
-                "values": ";".join(f"{x:.4f}" for x in v.values), "paper": cell.paper,
-                "paper_text": cell.paper_text, "diff_vs_paper": (v.mean - cell.paper) if (
-                    v.mean is not None and cell.paper is not None) else None,
-                "status": v.status, "note": v.reason, "runs": ";".join(v.keys),
-                "claim_within_spread": (row.key, col.key) in flagged})
+                "ours_mean": _round(v.mean), "ours_std": _round(v.std), "n_seeds": v.n, "n_expected": v.expected,
+                "values": ";".join(f"{x:.4f}" for x in v.values),
+                "seeds": ";".join(str(s) for s in sorted(v.by_seed)) if v.const is None else "",
+                "paper": _round(cell.paper), "paper_text": cell.paper_text,
+                "diff_vs_paper": _round(v.mean - cell.paper) if v.mean is not None and cell.paper is not None else None,
+                "status": v.status, "note": v.reason, "runs": ";".join(v.keys)})
+        for col in dropped:
+            out.pop(col.title, None)
         table_rows.append(out)
-    lines = pd.DataFrame(table_rows).to_markdown(index=False).splitlines()
-    footnotes = [f"[{i + 1}] not run: {r}" for i, r in enumerate(reasons)]
-    if flagged:
-        footnotes.append("‡ a difference the paper claims between this cell and another is smaller than our seed "
-                         "spread: this profile cannot tell them apart (see Claims).")
-    return lines, pd.DataFrame(csv_rows), pd.DataFrame(claim_rows), footnotes
+        paper_rows.append(paper_out)
+    lines = pd.DataFrame(table_rows).to_markdown(index=False, disable_numparse=True).splitlines()
+    notes = [f"[{i + 1}] not run: {r}" for i, r in enumerate(reasons)]
+    if dropped:
+        refs = sorted({reason_ref(resolved.value(row.key, col.key).reason or "not part of this profile")
+                       for col in dropped for row in grid.rows if (row.key, col.key) in grid.cells})
+        titles = [c.title for c in dropped]
+        if any(grid.cells[(row.key, col.key)].paper is not None for col in dropped for row in grid.rows
+               if (row.key, col.key) in grid.cells):
+            notes += ["", f"Columns not run at this profile ({', '.join(refs)}), left out of the table above; the "
+                      "paper's numbers for them:", "",
+                      *pd.DataFrame([{k: r[k] for k in ["", *titles]} for r in paper_rows])
+                      .to_markdown(index=False, disable_numparse=True).splitlines()]
+        else:
+            notes += ["", f"Columns not run at this profile ({', '.join(refs)}), left out of the table above: "
+                      f"{', '.join(titles)} (the paper gives no numbers for them)."]
+    frame = pd.DataFrame(csv_rows)
+    return lines, frame, pd.DataFrame(claim_rows), notes
+
+
+LEGEND = "Cells: ours, mean ± std over n training seeds, and the paper's number in parentheses."
+DELTA_LEGEND = (" Δ cells are the difference of two cells of this table that their row or column title names (see "
+                "the notes), computed per training seed, then averaged.")
 
 
 def render_table(ctx: Context, grid: Grid, resolved: Resolved | None = None) -> dict[str, Path]:
     resolved = resolved or resolve(grid, ctx.store)
-    table, frame, claims, footnotes = to_frames(resolved, ctx)
-    md = header(ctx, grid, resolved) + ["", *table, ""]
-    if footnotes:
-        md += [*footnotes, ""]
+    table, frame, claims, notes = to_frames(resolved, ctx)
+    legend = LEGEND + (DELTA_LEGEND if any(isinstance(c.ours, Derived) for c in grid.cells.values()) else "")
+    md = header(ctx, grid, resolved) + ["", legend, "", *table, ""]
+    if notes:
+        md += [*notes, ""]
     if len(claims):
-        md += ["## Claims", "", "Each claim of the paper as a difference of two cells (ours: mean over paired seeds; "
-               "seed spread: std of the paired differences).", "", *claims.to_markdown(index=False).splitlines(), ""]
+        md += ["## Claims", "", INTERVAL_NOTE, "",
+               *claims.to_markdown(index=False, disable_numparse=True).splitlines(), ""]
     out_dir = ctx.store.results_dir
     paths = {"md": out_dir / f"{grid.name}.md", "csv": out_dir / f"{grid.name}.csv"}
     atomic_write_text(paths["md"], "\n".join(md) + "\n")

@@ -44,12 +44,21 @@ def test_every_table_and_figure_renders_at_smoke(sweep):
     out = sweep["results"]
     for name in TABLES + FIGURES:
         md = (out / f"{name}.md").read_text()
-        assert md.startswith("# ") and "Profile: **smoke**" in md and "git " in md
+        assert md.startswith("# ") and "Profile: **smoke**" in md and "Generated" not in md
+        assert "Records: trained at git " in md or "Runs: 0 of 0 finished" in md  # the records' commits
         assert "pending" not in md, f"{name} has unfinished cells"
         frame = pd.read_csv(out / f"{name}.csv")
         assert len(frame) > 0 and {"ours_mean", "paper", "n_seeds", "status"} <= set(frame.columns)
     for name in FIGURES:
         assert (out / f"{name}.png").stat().st_size > 5000
+
+
+def test_rendering_the_same_records_again_rewrites_the_same_bytes(sweep):
+    out = sweep["results"]
+    files = sorted(p for p in out.iterdir() if p.suffix in (".md", ".csv", ".png"))
+    before = {p.name: p.read_bytes() for p in files}
+    assert main(["all", "--collect-only", *sweep["args"]]) == 0
+    assert {p.name: p.read_bytes() for p in files} == before
 
 
 def test_tables_hold_our_numbers_beside_the_papers(sweep):
@@ -64,7 +73,8 @@ def test_tables_hold_our_numbers_beside_the_papers(sweep):
     mtpr = t6[(t6.col == "mtpr") & (t6.row == "g")].iloc[0]
     assert mtpr.status == "ok" and 0 <= mtpr.ours_mean <= 100 and mtpr.paper == 43.26
     t7 = pd.read_csv(out / "table7.csv")
-    assert len(t7[t7.col == "top1"]) == 10 and (t7[t7.col == "top1"].status == "ok").all()
+    # The paper's 10 rows and Appendix E's comparison row (Table 6 [h], the same runs).
+    assert len(t7[t7.col == "top1"]) == 11 and (t7[t7.col == "top1"].status == "ok").all()
     t1 = (out / "table1.md").read_text()
     assert "not run" in t1 and ("ImageNet not configured" in t1 or "ImageNet not found" in t1)
     assert "| 69.7" not in t1  # no invented numbers: the paper's value appears only as "paper 69.7"

@@ -12,10 +12,10 @@ from reproduce import budget
 from reproduce.cli import main
 from reproduce.paths import DataPaths
 from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
-from reproduce.render import Value, claim_verdict
+from reproduce.render import evaluate_claim, num, resolve, to_frames
 from reproduce.runs import EvalRun, TrainRun
 from reproduce.specs import SPECS, TABLES, resolve_targets
-from reproduce.specs.base import Context, method, pretrain
+from reproduce.specs.base import Claim, Context, Derived, Grid, Source, method, pretrain, result
 from reproduce.store import RunBusy, Store
 
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -124,15 +124,82 @@ def test_run_lock_is_exclusive(tmp_path):
 
 
 # -- claims and rendering ------------------------------------------------------------------------------------
-def test_claims_within_the_seed_spread_are_called_unresolved():
-    a, b = Value([70.0, 71.0]), Value([69.9, 71.2])
-    diff, spread, verdict = claim_verdict(a, b, paper=2.5)
-    assert verdict.startswith("within seed spread") and spread > abs(diff)
-    diff, spread, verdict = claim_verdict(Value([74.0, 74.2]), Value([71.5, 71.4]), paper=2.5)
-    assert verdict == "holds" and diff == pytest.approx(2.65)
-    assert claim_verdict(Value([70.0, 70.1]), Value([72.0, 72.2]), paper=2.5)[2] == "reversed"
-    assert "spread unknown" in claim_verdict(Value([70.0]), Value([69.0]), paper=1.0)[2]
-    assert claim_verdict(Value(status="not run"), Value([1.0]), 1.0)[2] == "not run"
+def _grid_with(cells: dict, claims: list) -> Grid:
+    grid = Grid("t", "T", "Table T")
+    for (row, col), ours in cells.items():
+        if row not in [r.key for r in grid.rows]:
+            grid.add_row(row, row)
+        if col not in [c.key for c in grid.cols]:
+            grid.add_col(col, col)
+        grid.set(row, col, ours)
+    grid.claims = claims
+    return grid
+
+
+def _probe_runs(tmp_path, store: Store, label: str, values: dict) -> list:
+    """Finished probe records with the given ``{seed: top1}`` (one train run per seed)."""
+    runs = []
+    for seed, top1 in values.items():
+        train = TrainRun({"seed": seed, "lr": 0.1 + len(label) / 100}, frozenset({"seed", "lr"}), (), label)
+        run = EvalRun("probe", train, {"label": label})
+        if top1 is not None:
+            store.put(run.key, {"kind": "probe", "result": {"top1": top1}})
+        runs.append(run)
+    return runs
+
+
+def test_claims_pair_seeds_by_id_and_follow_the_verdict_rules(tmp_path):
+    store = Store("smoke", tmp_path / "results", tmp_path / "runs")
+    ifnd = _probe_runs(tmp_path, store, "ifnd", {0: 74.0, 1: 74.2, 2: 73.9, 3: None})  # seed 3 unfinished
+    simclr = _probe_runs(tmp_path, store, "simclr", {3: 10.0, 2: 71.6, 1: 71.5, 0: 71.4})  # other order, extra seed
+    grid = _grid_with({("ifnd", "top1"): Source(ifnd, result("top1")),
+                       ("simclr", "top1"): Source(simclr, result("top1")),
+                       ("gap", "top1"): Derived(("ifnd", "top1"), ("simclr", "top1"))},
+                      [Claim("IFND above SimCLR", ("ifnd", "top1"), ("simclr", "top1"), 2.5),
+                       Claim("IFND equals itself", ("ifnd", "top1"), ("ifnd", "top1"), 0.0)])
+    resolved = resolve(grid, store)
+    gap = resolved.value("gap", "top1")
+    assert gap.by_seed == pytest.approx({0: 2.6, 1: 2.7, 2: 2.3})  # paired by seed id; seed 3 has no IFND run
+    result_ = evaluate_claim(grid.claims[0], resolved)
+    assert result_.n == 3 and result_.verdict.startswith("holds") and result_.lo > 0
+    assert evaluate_claim(grid.claims[1], resolved).verdict == "n/a at this profile (both cells are the same training)"
+    table, frame, claims, _ = to_frames(resolved, ctx_for(get_profile("smoke"), tmp_path))
+    assert "[+" in claims.iloc[0]["ours: mean [95 % interval]"] and claims.iloc[0]["n"] == 3
+    assert not any("(Δ" in line for line in table)  # cells show "ours (paper X)", no second meaning of Δ
+
+
+def test_claims_on_a_cell_that_repeats_another_training_are_not_applicable(tmp_path):
+    store = Store("smoke", tmp_path / "results", tmp_path / "runs")
+    a = _probe_runs(tmp_path, store, "a", {0: 1.0, 1: 2.0, 2: 3.0})
+    b = _probe_runs(tmp_path, store, "bb", {0: 0.0, 1: 0.0, 2: 0.0})
+    grid = _grid_with({("a", "x"): Source(a, result("top1")),
+                       ("c", "x"): Source(b, result("top1"), alias="[c] is [b]")},
+                      [Claim("a above c", ("a", "x"), ("c", "x"), 1.0)])
+    assert evaluate_claim(grid.claims[0], resolve(grid, store)).verdict == "n/a at this profile ([c] is [b])"
+
+
+def test_a_ratio_claim_is_the_share_of_the_gap_per_seed(tmp_path):
+    store = Store("smoke", tmp_path / "results", tmp_path / "runs")
+    simclr = _probe_runs(tmp_path, store, "s", {0: 60.0, 1: 61.0, 2: 62.0})
+    ifnd = _probe_runs(tmp_path, store, "ii", {0: 63.0, 1: 64.0, 2: 65.5})
+    supcon = _probe_runs(tmp_path, store, "sup", {0: 66.0, 1: 67.0, 2: 69.0})
+    grid = _grid_with({("s", "x"): Source(simclr, result("top1")), ("i", "x"): Source(ifnd, result("top1")),
+                       ("u", "x"): Source(supcon, result("top1"))},
+                      [Claim("closes", ("i", "x"), ("s", "x"), 51.7, c=("u", "x"))])
+    r = evaluate_claim(grid.claims[0], resolve(grid, store))
+    assert r.n == 3 and r.mean == pytest.approx(50.0) and r.lo == pytest.approx(50.0)  # 3/6, 3/6, 3.5/7
+    assert r.verdict == "holds" and r.size == "ours smaller"
+
+
+def test_markdown_numbers_use_one_minus_sign_and_csv_is_rounded(tmp_path):
+    assert num(-1.25, "{:.1f}") == "\u22121.2" and num(0.04, "{:.1f}", True) == "0.0"  # no sign on a rounded zero
+    assert num(-0.0004, "{:.2f}", True) == "0.00" and num(2.5, "{:.1f}", True) == "+2.5"
+    store = Store("smoke", tmp_path / "results", tmp_path / "runs")
+    runs = _probe_runs(tmp_path, store, "x", {0: 70.02000000000001, 1: 70.1})
+    grid = _grid_with({("x", "top1"): Source(runs, result("top1"))}, [])
+    grid.cells[("x", "top1")].paper = 70.3
+    _, frame, _, _ = to_frames(resolve(grid, store), ctx_for(get_profile("smoke"), tmp_path))
+    assert frame.iloc[0].ours_mean == 70.06 and frame.iloc[0].diff_vs_paper == -0.24 and "\u2212" not in frame.to_csv()
 
 
 # -- targets, CLI ------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class Source:
 
     runs: list
     read: Callable[[dict], float | None]
+    alias: str = ""   # e.g. "[c] is the same training as [b] here": claims on this cell read "n/a at this profile"
 
 
 @dataclass
@@ -73,12 +74,19 @@ class Col:
 
 @dataclass
 class Claim:
-    """A difference the paper claims: ``a - b`` has the sign of ``paper`` (the paper's difference)."""
+    """A difference the paper claims: ``a - b`` has the sign of ``paper`` (the paper's difference).
+
+    With ``c``: the per-seed ratio ``(a - b) / (c - b)`` in % (the share of the gap from ``b`` to
+    ``c`` that ``a`` closes), claimed positive. With ``margin``: ``a`` and ``b`` are close, i.e.
+    ``|a - b| < margin`` (an equivalence claim). Verdict rules: :mod:`reproduce.stats`.
+    """
 
     text: str
     a: tuple
     b: tuple
     paper: float | None = None
+    c: tuple | None = None
+    margin: float | None = None
 
 
 @dataclass
@@ -93,7 +101,7 @@ class Grid:
     attr_titles: list[str] = field(default_factory=list)  # descriptive columns (row attrs) shown first
     notes: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
-    trend: Callable | None = None           # (resolved grid) -> list of extra claim lines
+    trend: Callable | None = None           # (resolved grid) -> [(claim text, stats.Comparison, paper, note)]
     extra_runs: list = field(default_factory=list)  # runs a figure needs that no cell shows
 
     def add_row(self, key: str, title: str, **attrs) -> Row:

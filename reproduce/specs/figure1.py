@@ -17,6 +17,7 @@ class Figure1(Spec):
         grid = build_grid(ctx, self.name)
         grid.title = self.title + " (the numbers behind the bars: Table 5's grid)"
         grid.paper_source = "Figure 1 / Table 5"
+        grid.paper_file = "reproduce/specs/table5.py"  # Figure 1 draws Table 5's numbers
         return grid
 
     def plot(self, ctx, grid, resolved, path) -> None:
@@ -38,4 +39,5 @@ class Figure1(Spec):
                    "bars": bars if groups else {"SimCLR": ([None], None)}},
                   {"title": "paper (Table 5)", "groups": [f"{c.replace('ImageNet ', 'IN ')}\n{n} cls" for c, n in
                                                           zip(PAPER_COLUMNS, PAPER["classes"])], "bars": paper_bars}]
-        plots.gap_bars(path, panels, self.title)
+        plots.gap_bars(path, panels, self.title, "Left: ours, mean over seeds (error bars: std over seeds); "
+                       "right: the paper's Table 5 (no spread given).")

@@ -41,7 +41,7 @@ class Figure3(Spec):
         return grid
 
     def plot(self, ctx, grid, resolved, path) -> None:
-        top, bottom = [], []
+        top, bottom, classes = [], [], None
         for row in grid.rows:
             cell = grid.cells.get((row.key, "accepted"))
             record = resolved.record(cell.ours.runs[0]) if cell is not None and hasattr(cell.ours, "runs") else None
@@ -50,10 +50,16 @@ class Figure3(Spec):
                 top.append({"title": f"{row.title}: pending"})
                 bottom.append({"title": f"{row.title}: pending"})
                 continue
-            top.append({"xy": r["xy"], "colours": r["labels"], "title": f"{row.title}: true classes"})
+            classes = r.get("classes") or classes
+            silhouette = f"\nsilhouette {r['silhouette']:+.3f}".replace("-", "\u2212") if "silhouette" in r else ""
+            top.append({"xy": r["xy"], "colours": r["labels"], "title": f"{row.title}: true classes{silhouette}"})
             pseudo = np.asarray(r.get("pseudo", [-1] * len(r["xy"])))
             accepted = r.get("accepted_fraction", 0.0)
             bottom.append({"xy": r["xy"], "colours": np.maximum(pseudo, 0), "grey": pseudo < 0,
-                           "centroids": r.get("centroids_xy"), "cmap": "tab10" if r.get("k", 10) <= 10 else "tab20",
-                           "title": f"{row.title}: pseudo labels ({accepted:.0%} accepted)"})
-        plots.tsne_panels(path, [top, bottom], self.title, ["true classes", "pseudo labels"])
+                           "centroids": r.get("centroids_xy"),
+                           "title": f"{row.title}: pseudo labels\n{accepted:.0%} accepted"})
+        plots.tsne_panels(path, [top, bottom], self.title, ["true classes", "pseudo labels (k = 10)"], classes,
+                          pseudo_legend=True, legend_title="true class (top row)",
+                          note="Bottom row: colour = accepted pseudo label (cluster id, not a class); grey = samples "
+                               "without an accepted pseudo label; black x = centroid of each pseudo label. Silhouette: "
+                               "of the projection features by true class (cosine), not of the 2-D map.")

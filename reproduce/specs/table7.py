@@ -38,6 +38,23 @@ def baseline_of(rows: list[dict], index: int) -> int | None:
     return None
 
 
+ATTRACTION_TOP1 = 70.2  # Table 6 [h], which Appendix E compares with PCL's few clusters (69.9)
+
+
+def add_attraction_row(ctx: Context, grid: Grid, data: str, few: int) -> None:
+    """Appendix E: PCL with few clusters is close to IFND with attraction (Table 6 [h], the same runs)."""
+    from reproduce.specs.table6 import train_run
+
+    grid.add_row("attr", "IFND with L_attr (Table 6 [h])", Objective=OBJECTIVES.get("attraction", "L_attr"),
+                 **{"Pseudo label assignment": "Linear", "Numbers of clusters": grid.rows[2].attrs[
+                     "Numbers of clusters"], "Confidence": CONFIDENCES["ifnd"]})
+    probes = [probe(ctx, train_run(ctx, "h", seed), data, label="Table 6 [h] probe") for seed in seeds(ctx, "table7")]
+    grid.set("attr", "top1", source(probes), ATTRACTION_TOP1)
+    grid.claims.append(Claim(f"Appendix E: PCL with few clusters ({grid.rows[few].attrs['Numbers of clusters']}) is "
+                             "close to IFND with attraction", (f"r{few}", "top1"), ("attr", "top1"),
+                             round(grid.cells[(f"r{few}", "top1")].paper - ATTRACTION_TOP1, 1), margin=1.0))
+
+
 class Table7(Spec):
     name = "table7"
     title = "Table 7: Ablation comparison with PCL"
@@ -74,6 +91,10 @@ class Table7(Spec):
                                          paper_gap))
         grid.claims.insert(0, Claim("IFND above PCL", ("r2", "top1"), ("r1", "top1"), 74.0 - 72.8))
         grid.claims.insert(1, Claim("PCL above SimCLR", ("r1", "top1"), ("r0", "top1"), 72.8 - 71.5))
+        few = next(i for i, row in enumerate(rows)  # PCL's objective and step with IFND's few clusters
+                   if row["baseline"] and row["method"] == "PCL" and (row["objective"], row["assignment"]) ==
+                   ("protonce", "step"))
+        add_attraction_row(ctx, grid, data, few)
         grid.notes += [probe_note(ctx), "Row configs: ifnd.falseneg.pcl.table7_rows. † marks the paper's ablated baselines; "
                        "Δ is to the PCL or IFND row above them."]
         if data == "cifar10":
