@@ -23,10 +23,14 @@ from reproduce.launchers import (LAUNCHERS, InlineLauncher, LaunchError, LocalLa
 from reproduce.paths import DataPaths, PathsError
 from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
 from reproduce.render import render_table, resolve
-from reproduce.runs import EvalRun, TrainRun
+from reproduce.runs import EvalRun, NotRun, TrainRun
 from reproduce.specs import GROUPS, SPECS, UnknownTarget, resolve_targets
 from reproduce.specs.base import Context
-from reproduce.store import Store
+from reproduce.store import Store, StoreWriteError
+
+GET_CIFAR10 = ("get CIFAR-10 as the README's first section says (torchvision's download into a folder, then "
+               "IFND_DATA_ROOT=<that folder>), or render only what the store holds with --collect-only")
+DATA_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "folder": "imagenet"}  # TrainConfig.dataset -> paths key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +87,70 @@ def pending(tasks: list[Task], store: Store) -> list[Task]:
     return [t for t in tasks if not store.has(t.key) or any(not store.has(e.key) for e in t.evals)]
 
 
+def not_run_reasons(grid) -> dict[str, int]:
+    """Why cells of a grid cannot be filled: reason -> number of cells (and figure runs)."""
+    counts: dict[str, int] = {}
+    items = [cell.ours for cell in grid.cells.values()] + list(grid.extra_runs)
+    for item in items:
+        if isinstance(item, NotRun):
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+    return counts
+
+
+def missing_data(tasks: list[Task], grids: dict, paths: DataPaths) -> list[str]:
+    """Why runs that must train or evaluate here cannot: a data set they read is missing or broken."""
+    from ifnd.data import DataError, resolve_root
+
+    problems: dict[str, None] = {}
+    for dataset in sorted({t.train.config.get("dataset", "cifar10") for t in tasks}):
+        key = DATA_KEYS.get(dataset, dataset)
+        path, reason = paths.locate(key)
+        if reason is None and dataset != "folder":
+            try:
+                resolve_root(dataset, path)  # checks an archive against its .sha256 (once; remembered)
+            except DataError as err:
+                reason = str(err)
+        if reason:
+            count = sum(t.train.config.get("dataset", "cifar10") == dataset for t in tasks)
+            problems[f"{count} runs to train need it: {reason}"] = None
+    _, cifar_reason = paths.locate("cifar10")
+    if cifar_reason:  # CIFAR-10 is what every profile trains on: its cells are never "not run" by design
+        cells = sum(not_run_reasons(grid).get(cifar_reason, 0) for grid in grids.values())
+        if cells:
+            problems[f"{cells} table cells need runs on it: {cifar_reason}"] = None
+    return list(problems)
+
+
+def data_copies(runs: list, store: Store) -> dict[str, int]:
+    """Which copies of the data the stored train runs of a grid read: fingerprint -> runs."""
+    copies: dict[str, int] = {}
+    for run in runs:
+        if isinstance(run, TrainRun):
+            record = store.get(run.key) or {}
+            data = record.get("result", {}).get("final", {}).get("data")
+            if data:
+                copy = f"{data['dataset']} sha256 {data['sha256'][:12]}" if data.get("sha256") else \
+                    f"{data['dataset']} at {data['path']}"
+                copies[copy] = copies.get(copy, 0) + 1
+    return copies
+
+
+def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
+    """dataset -> fingerprint of the copy the pending runs will read (as :func:`data_copies` writes it)."""
+    from ifnd.data import DataError, source_identity
+
+    out = {}
+    for dataset in {t.train.config.get("dataset", "cifar10") for t in tasks}:
+        path, _ = paths.locate(DATA_KEYS.get(dataset, dataset))
+        try:
+            data = source_identity(dataset, path)
+        except (DataError, OSError):
+            continue
+        out[dataset] = (f"{dataset} sha256 {data['sha256'][:12]}" if data.get("sha256")
+                        else f"{dataset} at {data['path']}")
+    return out
+
+
 def render_target(ctx: Context, spec, grid) -> list[str]:
     resolved = resolve(grid, ctx.store)
     paths = render_table(ctx, grid, resolved)
@@ -107,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     store = Store(profile.name, args.results_dir, args.runs_dir)
+    try:
+        if not args.dry_run:
+            store.check_writable(runs=False)  # tables are rendered there
+    except StoreWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     ctx = Context(profile, paths, store)
     grids, failed_builds = {}, []
     for name in names:
@@ -126,15 +200,42 @@ def main(argv: list[str] | None = None) -> int:
     rate = (profile.train_images_per_second, profile.eval_images_per_second)
     print(f"profile {profile.name}: {profile.summary()}" + (f"; overrides {', '.join(profile.overrides)}"
                                                             if profile.overrides else ""), file=sys.stderr)
+    launching = bool(todo) and not args.collect_only
+    current = this_copy(todo, paths) if launching else {}
     for name, grid in grids.items():
         grid_runs = grid.runs()
         done = sum(store.has(r.key) for r in grid_runs)
         missing = [r for r in grid_runs if not store.has(r.key)]
         print(f"{name}: {done}/{len(grid_runs)} runs finished; to do: "
               f"{budget.describe(budget.estimate(missing), *rate)}", file=sys.stderr)
+        for reason, cells in not_run_reasons(grid).items():
+            print(f"  not run ({cells} cells): {reason}", file=sys.stderr)
+        copies = data_copies(grid_runs, store)
+        new = {c for r in missing if isinstance(r, TrainRun) and (c := current.get(r.config.get("dataset")))}
+        if len(set(copies) | new) > 1:
+            print(f"warning: {name} mixes runs trained on different copies of the data ("
+                  + ", ".join(f"{c}: {n} runs" for c, n in copies.items())
+                  + "".join(f", {c}: the runs to train now" for c in sorted(new - set(copies)))
+                  + "); its differences may reflect the data: retrain into a fresh --results-dir to compare",
+                  file=sys.stderr)
+    problems = missing_data(todo, grids, paths) if not args.collect_only else []
+    if problems and not args.dry_run:
+        print(f"error: {'; '.join(problems)}. To fix: " + (GET_CIFAR10 if any("CIFAR-10" in p or "cifar10" in p
+                                                                             for p in problems)
+                                                         else "set the data path (reproduce/paths.example.toml)")
+              + "; nothing was written", file=sys.stderr)
+        return 2
+    if launching and not args.dry_run:
+        try:
+            store.check_writable(runs=True)
+        except StoreWriteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     if args.dry_run:
         print(f"dry run: {len(todo)} of {len(tasks)} tasks to launch with --launcher {args.launcher}")
+        for problem in problems:
+            print(f"  cannot run here: {problem}")
         if args.launcher == "slurm" and todo:
             try:
                 print(SlurmLauncher(profile.name, args.cluster).dry_run(todo, spec, f"ifnd-{profile.name}"))
@@ -158,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 statuses = SlurmLauncher(profile.name, args.cluster).launch(todo, spec, f"ifnd-{profile.name}",
                                                                             wait=args.wait)
-        except LaunchError as err:
+        except (LaunchError, StoreWriteError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from ifnd.io import read_jsonl
 from ifnd.train import CHECKPOINT, Trainer
 
 from reproduce.runs import EvalRun, TrainRun
-from reproduce.store import RunBusy, Store, now
+from reproduce.store import RunBusy, Store, StoreWriteError, now
 
 PER_EPOCH_NOISE = ("lr", "epoch_seconds", "images_per_second")  # summarised, not stored per epoch
 
@@ -252,6 +252,8 @@ def execute_task(task: Task, store_spec: StoreSpec, progress: bool = True, threa
                 status.update(status="failed", error="; ".join(failures))
     except RunBusy as err:
         status.update(status="busy", error=str(err))
+    except StoreWriteError:  # every later run would fail the same way: the sweep stops
+        raise
     except Exception as err:  # one failed run must not stop a sweep: report it and go on
         status.update(status="failed", error=f"{type(err).__name__}: {err}",
                       traceback=traceback.format_exc(limit=8))

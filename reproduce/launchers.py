@@ -25,6 +25,7 @@ from ifnd.io import atomic_write_json
 
 from reproduce.execute import StoreSpec, Task, execute_task
 from reproduce.paths import PROJECT_ROOT, TomlError, load_toml
+from reproduce.store import StoreWriteError
 
 DEFAULT_CLUSTER_FILE = PROJECT_ROOT / "reproduce" / "cluster.toml"
 LAUNCHERS = ("inline", "local", "slurm")
@@ -92,6 +93,9 @@ class LocalLauncher:
                                unit="run", file=sys.stderr):
                 try:
                     status = future.result()
+                except StoreWriteError:  # the store cannot take records: stop the sweep
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 except Exception as err:  # a worker that died (e.g. killed by the OOM killer)
                     task = futures[future]
                     status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
