@@ -151,6 +151,18 @@ def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
     return out
 
 
+def settings_summary(profile, runs: list) -> str:
+    """The profile's settings for the kinds of pre-training the planned runs are (CIFAR, ImageNet or both)."""
+    imagenet = any(isinstance(r, TrainRun) and r.config.get("dataset") == "folder" for r in runs)
+    cifar = any(isinstance(r, TrainRun) and r.config.get("dataset") != "folder" for r in runs)
+    i = profile.imagenet
+    imagenet_text = (f"ImageNet runs: {i.get('arch')}, {i.get('epochs')} epochs, batch {i.get('batch_size')}, "
+                     f"lr {i.get('lr')}, seeds {profile.seeds}")
+    if imagenet and not cifar:
+        return imagenet_text
+    return ("CIFAR runs: " if imagenet else "") + profile.summary() + (f"; {imagenet_text}" if imagenet else "")
+
+
 def render_target(ctx: Context, spec, grid) -> list[str]:
     resolved = resolve(grid, ctx.store)
     paths = render_table(ctx, grid, resolved)
@@ -198,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
               "not launched again; re-run this command when they finish to collect them", file=sys.stderr)
         todo = [t for t in todo if t.key not in queued]
     rate = (profile.train_images_per_second, profile.eval_images_per_second)
-    print(f"profile {profile.name}: {profile.summary()}" + (f"; overrides {', '.join(profile.overrides)}"
-                                                            if profile.overrides else ""), file=sys.stderr)
+    print(f"profile {profile.name}: {settings_summary(profile, runs)}"
+          + (f"; overrides {', '.join(profile.overrides)}" if profile.overrides else ""), file=sys.stderr)
     launching = bool(todo) and not args.collect_only
     current = this_copy(todo, paths) if launching else {}
     for name, grid in grids.items():
@@ -234,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.dry_run:
         print(f"dry run: {len(todo)} of {len(tasks)} tasks to launch with --launcher {args.launcher}")
+        if not tasks:
+            from reproduce.paths import DATASETS
+
+            data = {paths.locate(key)[1] for key in DATASETS}
+            reasons = sorted({r for grid in grids.values() for r in not_run_reasons(grid)} & data)
+            print("nothing to run here: " + ("; ".join(reasons) if reasons else "the targets have no runs at this "
+                                                                               "profile"))
         for problem in problems:
             print(f"  cannot run here: {problem}")
         if args.launcher == "slurm" and todo:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -238,8 +239,8 @@ def sbatch_preview(config: dict, folder: Path, name: str, count: int) -> str:
         if key in config:
             kwargs[key] = config[key]
     try:
-        return _make_sbatch_string(command="python -u -m submitit.core._submit " + str(folder), folder=str(folder),
-                                   map_count=count, **kwargs)
+        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+        return _make_sbatch_string(command=command, folder=str(folder), map_count=count, **kwargs)  # as submitit
     except Exception as err:  # a private API: show the parameters instead of failing the dry run
         return f"(could not render the sbatch script: {err}); parameters: {json.dumps(kwargs)}"
 

@@ -136,5 +136,5 @@ def layout_problem(key: str, path: Path) -> str | None:
     if key == "imagenet":
         missing = [name for name in ("train", "val") if not _has_class_folders(path / name)]
         if missing:
-            return "has no " + " or ".join(f"{name}/<wnid>/ class folders" for name in missing)
+            return "has no class folders under " + " and ".join(f"{name}/" for name in missing)
     return None

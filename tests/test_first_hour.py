@@ -227,3 +227,46 @@ def test_a_failed_store_write_stops_the_sweep(tmp_path, monkeypatch):
     with pytest.raises(StoreWriteError, match=r"cannot write the record of run \w+ to .*Read-only file system"):
         InlineLauncher().launch(tasks, spec, progress=False)
     assert trained == [tasks[0].key]
+
+
+@pytest.fixture
+def slurm_dry_run(tmp_path, monkeypatch, capsys):
+    from reproduce.cli import main
+
+    (tmp_path / "cluster.toml").write_text('[slurm]\npartition = "gpu"\ngpus_per_node = 8\n')
+    (tmp_path / "paths.toml").write_text("[data]\n")
+    monkeypatch.setenv("IFND_PATHS", str(tmp_path / "paths.toml"))
+    monkeypatch.delenv("IFND_IMAGENET", raising=False)
+
+    def dry_run(imagenet: Path | None) -> tuple[int, str, str]:
+        if imagenet is not None:
+            monkeypatch.setenv("IFND_IMAGENET", str(imagenet))
+        code = main(["table1", "--profile", "paper", "--launcher", "slurm", "--dry-run", "--cluster",
+                     str(tmp_path / "cluster.toml"), "--results-dir", str(tmp_path / "results"), "--runs-dir",
+                     str(tmp_path / "runs")])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return dry_run
+
+
+def test_slurm_dry_run_says_why_nothing_runs(tmp_path, slurm_dry_run):
+    code, out, _ = slurm_dry_run(None)
+    assert code == 0 and "nothing to run here: ImageNet not configured (set imagenet in [data] of " \
+                          "reproduce/paths.toml or $IFND_IMAGENET)" in out
+    (tmp_path / "empty").mkdir()
+    code, out, _ = slurm_dry_run(tmp_path / "empty")
+    assert code == 0 and "0 of 0 tasks" in out
+    assert f"nothing to run here: ImageNet at {tmp_path / 'empty'} has no class folders under train/ and val/" in out
+
+
+def test_slurm_dry_run_describes_the_runs_it_lists(tmp_path, slurm_dry_run):
+    import shlex
+
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split / "n01440764").mkdir(parents=True)
+    code, out, err = slurm_dry_run(tmp_path / "imagenet")
+    assert code == 0 and "3 of 3 tasks" in out
+    assert "profile paper: ImageNet runs: resnet50, 200 epochs, batch 256, lr 0.03" in err
+    assert all("epochs=200 batch=256 lr=0.03" in line for line in out.splitlines() if line.startswith("  ["))
+    assert f"{shlex.quote(sys.executable)} -u -m submitit.core._submit" in out
