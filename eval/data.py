@@ -148,6 +148,16 @@ class ArrayDataset(Dataset):
     def targets(self) -> np.ndarray:
         return self.labels.numpy()
 
+    def balanced_subset(self, size: int, seed: int = 0) -> "ArrayDataset":
+        """``size`` images with classes as balanced as possible (:func:`ifnd.data.stratified_subset`); all if 0."""
+        from ifnd.data import stratified_subset
+
+        if not size or size >= len(self):
+            return self
+        index = stratified_subset(self.labels, size, seed)
+        return ArrayDataset(self.images[index], self.labels[index], self.mean.flatten().tolist(),
+                            self.std.flatten().tolist(), f"{self.name}-subset{size}-seed{seed}", self.classes)
+
     def identity(self) -> str:
         if self._content is None:
             digest = hashlib.sha256(np.ascontiguousarray(self.images.numpy()).tobytes())

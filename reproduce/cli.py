@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 
 from reproduce import budget
@@ -34,10 +35,12 @@ DATA_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "folder": "imagenet"}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    epilog = ["Targets: " + ", ".join(SPECS) + "; groups: " + ", ".join(GROUPS) + "; 'list' shows all.", "Profiles:"]
+    epilog += [f"  {p.name}: {p.description}" for p in PROFILES.values()]
     parser = argparse.ArgumentParser(
-        prog="python -m reproduce", description=__doc__.split("\n\n")[0],
-        epilog="Targets: " + ", ".join(SPECS) + "; groups: " + ", ".join(GROUPS) + "; 'list' shows all. Profiles: "
-               + "; ".join(f"{p.name} = {p.description}" for p in PROFILES.values()),
+        prog="python -m reproduce", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="\n".join(textwrap.fill(line, 100, subsequent_indent="    " if line.startswith("  ") else "")
+                         for line in epilog),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="+", metavar="TARGET", help="table5, figure1, figures, all, list, ...")
     parser.add_argument("--profile", default="mini", help=f"one of {', '.join(PROFILES)} (default mini)")
@@ -49,15 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile setting or a TrainConfig field, e.g. --set epochs=20 "
                              "--set train_subset=5000 --set probe.epochs=20 (repeatable)")
-    parser.add_argument("--seeds", type=int, default=None, help="training seeds of every compared run")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="number of training seeds (0..N-1) of every compared run (default: the profile's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (SLURM: the job array), run nothing")
     parser.add_argument("--collect-only", action="store_true", help="render what has finished; launch nothing")
     parser.add_argument("--paths", default=None, help="data paths file (default reproduce/paths.toml)")
     parser.add_argument("--cluster", default=None, help="SLURM config (default reproduce/cluster.toml)")
-    parser.add_argument("--results-dir", default=None, help="default: results/ of the checkout")
-    parser.add_argument("--runs-dir", default=None, help="default: runs/ of the checkout")
+    parser.add_argument("--results-dir", default=None, metavar="DIR",
+                        help="tables and the store go to DIR/<profile>/ (default: results/ of the checkout)")
+    parser.add_argument("--runs-dir", default=None, metavar="DIR",
+                        help="checkpoints go to DIR/<profile>/ (default: runs/ of the checkout)")
     parser.add_argument("--wait", action="store_true", help="SLURM: wait for the jobs, then render")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-epoch progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="progress bars on a terminal, one plain line per epoch in a log (default: on)")
     return parser
 
 

@@ -46,24 +46,11 @@ def checkpoint_of(run: EvalRun, store: Store) -> Path:
     return run_dir / CHECKPOINT
 
 
-def _subset_indices(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor | None:
-    from ifnd.data import stratified_subset
-
-    if not size or size >= labels.shape[0]:
-        return None
-    return stratified_subset(labels, size, seed)
-
-
 def cifar_split(dataset: str, split: str, data_root, subset: int = 0, seed: int = 0):
     """``eval.data.ArrayDataset`` of a CIFAR split, optionally a class-balanced subset (fixed seed)."""
-    from eval.data import ArrayDataset, cifar_arrays
+    from eval.data import cifar_arrays
 
-    full = cifar_arrays(dataset, split, data_root)
-    index = _subset_indices(full.labels, subset, seed)
-    if index is None:
-        return full
-    return ArrayDataset(full.images[index], full.labels[index], full.mean.flatten().tolist(),
-                        full.std.flatten().tolist(), f"{full.name}-subset{subset}-seed{seed}", full.classes)
+    return cifar_arrays(dataset, split, data_root).balanced_subset(subset, seed)
 
 
 def _features(run: EvalRun, store: Store, dataset, progress: bool):

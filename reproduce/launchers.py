@@ -63,7 +63,7 @@ class InlineLauncher:
 
     def launch(self, tasks: list[Task], store: StoreSpec, progress: bool = True) -> list[dict]:
         results = []
-        bar = tqdm(tasks, desc="runs", unit="run", file=sys.stderr, disable=not tasks)
+        bar = tqdm(tasks, desc="runs", unit="run", file=sys.stderr, disable=None if tasks else True)  # a terminal only
         for task in bar:
             bar.set_postfix_str(task.train.label[:40])
             status = execute_task(task, store, progress=progress, threads=self.threads)
@@ -91,7 +91,7 @@ class LocalLauncher:
                                  initializer=_die_with_parent) as pool:
             futures = {pool.submit(execute_task, task, store, False, threads): task for task in tasks}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
-                               unit="run", file=sys.stderr):
+                               unit="run", file=sys.stderr, disable=None):  # a bar on a terminal only
                 try:
                     status = future.result()
                 except StoreWriteError:  # the store cannot take records: stop the sweep

@@ -270,3 +270,48 @@ def test_slurm_dry_run_describes_the_runs_it_lists(tmp_path, slurm_dry_run):
     assert "profile paper: ImageNet runs: resnet50, 200 epochs, batch 256, lr 0.03" in err
     assert all("epochs=200 batch=256 lr=0.03" in line for line in out.splitlines() if line.startswith("  ["))
     assert f"{shlex.quote(sys.executable)} -u -m submitit.core._submit" in out
+
+
+# -- --help ----------------------------------------------------------------------------------------
+EVAL_COMMANDS = ["eval.linear", "eval.semisup", "eval.voc07", "eval.places205", "eval.clustering",
+                 "eval.detection.launch", "eval.detection.convert", "eval.detection.config"]
+
+
+def help_text(module: str) -> str:
+    import contextlib
+    import importlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("module", EVAL_COMMANDS)
+def test_eval_help_is_consistent(module):
+    text = help_text(module)
+    assert "(default: None)" not in text and "default: True" not in text and "default: False" not in text
+    import re
+
+    assert not re.search(r"default[^()]*\)\s*\(default:", " ".join(text.split())), "a default shown twice"
+    assert "--out FILE" in text and "--output FILE" not in text
+    for former in ("--imagenet-root", "--voc-root", "--places-root"):
+        assert former not in text
+    if module not in ("eval.detection.convert", "eval.detection.config", "eval.detection.launch"):
+        assert "--progress, --no-progress" in text and "--data-root DIR" in text
+
+
+def test_former_option_spellings_still_work():
+    from eval import semisup
+
+    args = semisup._build_parser().parse_args(["--checkpoint", "c", "--imagenet-root", "/i", "--subset-file", "s",
+                                               "--label-percent", "1", "--output", "o.json"])
+    assert args.imagenet_root == "/i" and args.out == "o.json"
+
+
+def test_reproduce_help_is_plain_text():
+    from reproduce.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "``" not in text and "number of training seeds" in text and "--progress, --no-progress" in text
