@@ -315,3 +315,20 @@ def test_reproduce_help_is_plain_text():
 
     text = build_parser().format_help()
     assert "``" not in text and "number of training seeds" in text and "--progress, --no-progress" in text
+
+
+def test_a_table_mixing_copies_of_the_data_is_flagged(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "mini" / "store", results / "mini" / "store")
+    train_records = sorted(p for p in (results / "mini" / "store").glob("*.json")
+                           if json.loads(p.read_text()).get("kind") == "train")
+    for i, path in enumerate(train_records):  # every other train run read another copy
+        digest = "ab"[i % 2] * 64
+        record = json.loads(path.read_text())
+        record["result"]["final"]["data"] = {"dataset": "cifar10", "path": "/x", "bytes": 1, "sha256": digest}
+        path.write_text(json.dumps(record))
+    (tmp_path / "empty").mkdir()
+    result = render_table5(tmp_path, results, tmp_path / "empty", "--collect-only")
+    assert result.returncode == 0, result.stderr
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("warning: table5 mixes"))
+    assert "cifar10 sha256 aaaaaaaaaaaa: " in warning and "cifar10 sha256 bbbbbbbbbbbb: " in warning
