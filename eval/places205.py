@@ -31,7 +31,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser)
     group = parser.add_argument_group("Places205 data")
-    group.add_argument("--data-root", "--places-root", dest="places_root", metavar="DIR", default=None, help="folder holding data/vision/... and trainvalsplit_places205/")
+    group.add_argument("--data-root", "--places-root", dest="places_root", metavar="DIR",
+                       default=None, help="folder holding data/vision/... and trainvalsplit_places205/")
     group.add_argument("--images-dir", default=None, help="default: <root>/data/vision/torralba/deeplearning/images256")
     group.add_argument("--train-list", default=None, help="default: <root>/trainvalsplit_places205/train_places205.csv")
     group.add_argument("--val-list", default=None, help="default: <root>/trainvalsplit_places205/val_places205.csv")

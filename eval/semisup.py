@@ -81,7 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser, feature_cache=False)
     group = parser.add_argument_group("data")
-    group.add_argument("--data-root", "--imagenet-root", dest="imagenet_root", metavar="DIR", required=True, help="folder holding train/<wnid>/ and val/<wnid>/")
+    group.add_argument("--data-root", "--imagenet-root", dest="imagenet_root", metavar="DIR",
+                       required=True, help="folder holding train/<wnid>/ and val/<wnid>/")
     group.add_argument("--subset-file", required=True, help="SimCLR's 1percent.txt or 10percent.txt")
     group.add_argument("--label-percent", type=int, required=True, help="1 or 10: selects the head lr")
     group.add_argument("--val-split", default="val")

@@ -135,7 +135,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser)
     group = parser.add_argument_group("VOC2007 SVMs")
-    group.add_argument("--data-root", "--voc-root", dest="voc_root", metavar="DIR", required=True, help="VOCdevkit (or its parent, or VOCdevkit/VOC2007)")
+    group.add_argument("--data-root", "--voc-root", dest="voc_root", metavar="DIR",
+                       required=True, help="VOCdevkit (or its parent, or VOCdevkit/VOC2007)")
     group.add_argument("--train-split", default="trainval")
     group.add_argument("--test-split", default="test")
     group.add_argument("--costs", type=float, nargs="+", default=list(SVM_COSTS))

@@ -324,8 +324,9 @@ def choose_run_dir(cfg: TrainConfig, resume: bool, argv: list[str]) -> TrainConf
                               "RUN_DIR/config.json)")
         mode = next((m for m, pair in MODES.items() if pair == (cfg.detector, cfg.objective)),
                     f"{cfg.detector}-{cfg.objective}")
-        stem = Path("runs") / f"{cfg.framework}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = next(d for n in range(1, 1000) if not (d := stem.with_name(stem.name + (f"-{n}" if n > 1 else ""))).exists())
+        stem = f"runs/{cfg.framework}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = next(d for d in (Path(stem + suffix) for suffix in ["", *(f"-{n}" for n in range(2, 1000))])
+                       if not d.exists())
         cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if resume and not (run_dir / "config.json").exists():

@@ -21,7 +21,7 @@ from reproduce import budget
 from reproduce.execute import StoreSpec, Task
 from reproduce.launchers import (LAUNCHERS, InlineLauncher, LaunchError, LocalLauncher, SlurmLauncher, describe,
                                  queued_on_slurm)
-from reproduce.paths import DataPaths, PathsError
+from reproduce.paths import DATASETS, DataPaths, PathsError
 from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
 from reproduce.render import render_table, resolve
 from reproduce.runs import EvalRun, NotRun, TrainRun
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
               "not launched again; re-run this command when they finish to collect them", file=sys.stderr)
         todo = [t for t in todo if t.key not in queued]
     rate = (profile.train_images_per_second, profile.eval_images_per_second)
-    print(f"profile {profile.name}: {settings_summary(profile, runs)}"
+    print(f"profile {profile.name}: {settings_summary(profile, [t.train for t in tasks])}"
           + (f"; overrides {', '.join(profile.overrides)}" if profile.overrides else ""), file=sys.stderr)
     launching = bool(todo) and not args.collect_only
     current = this_copy(todo, paths) if launching else {}
@@ -239,10 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     problems = missing_data(todo, grids, paths) if not args.collect_only else []
     if problems and not args.dry_run:
-        print(f"error: {'; '.join(problems)}. To fix: " + (GET_CIFAR10 if any("CIFAR-10" in p or "cifar10" in p
-                                                                             for p in problems)
-                                                         else "set the data path (reproduce/paths.example.toml)")
-              + "; nothing was written", file=sys.stderr)
+        fix = GET_CIFAR10 if any("CIFAR-10" in p or "cifar10" in p for p in problems) else \
+            "set its path (see reproduce/paths.example.toml), or render only what the store holds with --collect-only"
+        print(f"error: {'; '.join(problems)}. To fix: {fix}; no table was written", file=sys.stderr)
         return 2
     if launching and not args.dry_run:
         try:
@@ -254,8 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(f"dry run: {len(todo)} of {len(tasks)} tasks to launch with --launcher {args.launcher}")
         if not tasks:
-            from reproduce.paths import DATASETS
-
             data = {paths.locate(key)[1] for key in DATASETS}
             reasons = sorted({r for grid in grids.values() for r in not_run_reasons(grid)} & data)
             print("nothing to run here: " + ("; ".join(reasons) if reasons else "the targets have no runs at this "

@@ -214,7 +214,8 @@ CATALOGUE = [  # (case, exception type, message pattern: the problem ... the fix
     (case_slurm_config_without_partition, ValueError, r"has no partition: set partition"),
     (case_unwritable_results_directory, OSError, r"cannot write to .*blocked"),
     (case_unwritable_store, OSError, r"cannot write to .*blocked/mini/store \(.*\): choose a writable --results-dir"),
-    (case_truncated_archive, DataError, r"archive .*cifar10-jpeg.tar.gz is truncated or damaged .*copy or download it again"),
+    (case_truncated_archive, DataError,
+     r"archive .*cifar10-jpeg.tar.gz is truncated or damaged .*copy or download it again"),
     (case_archive_not_matching_its_checksum, DataError,
      r"cifar10-jpeg.tar.gz does not match its checksum file .*cifar10-jpeg.sha256 .*copy or download it again"),
     (case_existing_run_directory_without_resume, ConfigError, r"old already holds a run \(config.json\): continue it "
