@@ -4,10 +4,12 @@ A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
 ``checkpoints/last.pt`` (written atomically after every epoch) and ``final.json`` (written
 atomically when the run ends). ``--resume`` continues from the last checkpoint; since the data
 order and the augmentations of epoch ``e`` come from generators seeded by ``(seed, e)``, a
-resumed run replays exactly what an uninterrupted one would have done.
+resumed run replays exactly what an uninterrupted one would have done. The command line never
+overwrites a run directory (:func:`choose_run_dir`) and answers Ctrl-C with the command that resumes.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -18,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from ifnd import augment as aug, fused_loss
-from ifnd.config import ConfigError, TrainConfig, config_from_args
+from ifnd.config import MODES, ConfigError, TrainConfig, config_from_args
+from ifnd.data import source_identity
 from ifnd.distributed import (average_gradients, broadcast_object, gather, gather_rows, init_from_environment,
                               rank, shard, world_size)
 from ifnd.falseneg import build_detector
@@ -26,7 +29,6 @@ from ifnd.frameworks import build_framework
 from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl,
                      writable_dir)
 from ifnd.metrics import knn_accuracy, mtpr_mtnr, nmi
-from ifnd.data import source_identity
 from ifnd.sources import build_source
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -313,10 +315,6 @@ def choose_run_dir(cfg: TrainConfig, resume: bool, argv: list[str]) -> TrainConf
     Without ``--run-dir`` (and no ``run_dir`` in ``--config``) a new run gets ``runs/<method>-<time>``;
     an existing run directory needs ``--resume``; ``--resume`` needs a directory that holds a run.
     """
-    import dataclasses
-
-    from ifnd.config import MODES
-
     run_dir = Path(cfg.run_dir)
     if run_dir == Path(TrainConfig.run_dir) and not _gave_flag(argv, "--run-dir") and not _gave_flag(argv, "--config"):
         if resume:
