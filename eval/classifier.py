@@ -14,7 +14,8 @@ from typing import Iterable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+
+from eval.progress import bar, log
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,7 +68,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
     """One pass of cross-entropy SGD; ``train_mode=False`` keeps BatchNorm frozen (linear evaluation)."""
     model.train(train_mode)
     total, count = 0.0, 0
-    for inputs, targets in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    for inputs, targets in bar(batches, progress, desc, leave=False):
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         loss = F.cross_entropy(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -86,7 +87,7 @@ def evaluate(model: nn.Module, batches: Batches, device: torch.device, progress:
     """Top-1 / top-5 accuracy (%) over all batches, model in eval mode."""
     model.eval()
     correct, count = [0, 0], 0
-    for inputs, targets in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    for inputs, targets in bar(batches, progress, desc, leave=False):
         logits = model(inputs.to(device, non_blocking=True))
         for i, hits in enumerate(topk_correct(logits.float().cpu(), targets.cpu())):
             correct[i] += hits
@@ -101,9 +102,11 @@ def fit(model: nn.Module, train_batches: Batches, optimizer: torch.optim.Optimiz
         progress: bool = True, desc: str = "epoch") -> list[float]:
     """``epochs`` passes with one scheduler step after each; returns the mean loss of every epoch."""
     losses = []
-    bar = tqdm(range(epochs), desc=desc, disable=not progress)
-    for epoch in bar:
+    epochs_bar = bar(range(epochs), progress, desc)
+    for epoch in epochs_bar:
+        lr = optimizer.param_groups[0]["lr"]
         losses.append(train_epoch(model, train_batches, optimizer, device, train_mode, progress, f"{desc} {epoch}"))
         scheduler.step()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.4g}")
+        epochs_bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.4g}")
+        log(progress, f"{desc} epoch {epoch + 1}/{epochs}  loss {losses[-1]:.4f}  lr {lr:.4g}")
     return losses

@@ -13,6 +13,7 @@ from typing import Callable
 from eval.checkpoints import CheckpointError
 from eval.data import DatasetNotFoundError, ImageListDataset, center_crop_transform, cifar_arrays, image_folder
 from eval.features import CheckpointFeatures, default_cache_dir
+from eval.options import DEFAULT_WORKERS, add_out_arg, add_progress_arg
 from ifnd.falseneg.kmeans import ClusteringError
 
 CLASSIFICATION_DATASETS = ("imagefolder", "cifar10", "cifar100")
@@ -38,13 +39,16 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_runtime_args(parser: argparse.ArgumentParser, feature_cache: bool = True) -> None:
-    """--out, --device, --workers, --seed, --no-progress; with ``feature_cache`` also the cache options."""
+    """--out, --device, --workers, --seed, --progress; with ``feature_cache`` also the cache options."""
     group = parser.add_argument_group("running")
-    group.add_argument("--out", required=True, help="result JSON, written atomically")
+    add_out_arg(group)
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    group.add_argument("--workers", type=int, default=4, help="data-loading processes (0: in the main process)")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    group.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                       help="data-loading processes (0: in the main process; default: min(4, cores - 1), "
+                            f"here {DEFAULT_WORKERS})")
+    group.add_argument("--seed", type=int, default=0,
+                       help="random seed of the protocol (classifier initialisation, data order)")
+    add_progress_arg(group)
     if feature_cache:
         group.add_argument("--feature-batch-size", type=int, default=256, help="batch size of feature extraction")
         group.add_argument("--cache-dir", default=None,
@@ -58,11 +62,16 @@ def add_classification_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dataset", choices=CLASSIFICATION_DATASETS, default="imagefolder",
                        help="imagefolder: ImageNet-style <root>/<split>/<class>/<image>; cifar10/cifar100: the "
                             "trainer's decoded CIFAR (32x32, no resize)")
-    group.add_argument("--data-root", default=None, help="dataset root (CIFAR: default as the trainer's)")
-    group.add_argument("--train-split", default="train")
+    group.add_argument("--data-root", default=None, metavar="DIR",
+                       help="dataset root (CIFAR: as the trainer's, default $IFND_DATA_ROOT or "
+                            "../shared/data/cifar10-jpeg.tar.gz)")
+    group.add_argument("--train-split", default="train", help="split the classifier is trained on")
+    group.add_argument("--train-subset", type=int, default=0, metavar="N",
+                       help="train on a class-balanced subset of N images (the harness's selection; the mini "
+                            "tables use 12000); 0: the whole split (default)")
     group.add_argument("--val-split", default=None, help="default: val (imagefolder) or test (CIFAR)")
-    group.add_argument("--resize-size", type=int, default=256, help="imagefolder evaluation resize (Resize(256))")
-    group.add_argument("--crop-size", type=int, default=224, help="imagefolder crop (CenterCrop / RandomResizedCrop 224)")
+    group.add_argument("--resize-size", type=int, default=256, help="imagefolder evaluation resize")
+    group.add_argument("--crop-size", type=int, default=224, help="imagefolder crop (CenterCrop / RandomResizedCrop)")
     group.add_argument("--wordnet-depth", type=int, default=None,
                        help="imagefolder of ImageNet wnids: relabel the classes by their WordNet ancestor at this "
                             "depth (Table 5: 3, 5, 7, 9; 18 = the original 1000 classes)")

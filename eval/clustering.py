@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from eval import cli
+from eval.options import HelpFormatter
 from eval.checkpoints import read_checkpoint
 from eval.data import cifar_split, map_labels
 from eval.features import CheckpointFeatures
@@ -116,22 +117,27 @@ def pseudo_label_rates(pseudo: np.ndarray, true_labels: np.ndarray, names: list[
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.clustering", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser)
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=cli.CLASSIFICATION_DATASETS, default="imagefolder")
-    group.add_argument("--data-root", default=None)
-    group.add_argument("--split", default="train")
-    group.add_argument("--resize-size", type=int, default=256)
-    group.add_argument("--crop-size", type=int, default=224)
+    group.add_argument("--dataset", choices=cli.CLASSIFICATION_DATASETS, default="imagefolder",
+                       help="imagefolder: <root>/<split>/<class>/<image>; cifar10/cifar100: the trainer's arrays")
+    group.add_argument("--data-root", default=None, metavar="DIR",
+                       help="dataset root (CIFAR: as the trainer's, default $IFND_DATA_ROOT)")
+    group.add_argument("--split", default="train", help="split whose features are clustered")
+    group.add_argument("--resize-size", type=int, default=256, help="imagefolder evaluation resize")
+    group.add_argument("--crop-size", type=int, default=224, help="imagefolder centre crop")
     group = parser.add_argument_group("clustering")
     group.add_argument("--k", type=int, default=None, help="NMI clusters (default: the number of classes)")
-    group.add_argument("--seeds", type=int, default=NMI_SEEDS)
-    group.add_argument("--no-nmi", dest="nmi", action="store_false", help="skip the NMI (Table 4) part")
+    group.add_argument("--seeds", type=int, default=NMI_SEEDS, metavar="N",
+                       help="number of k-means runs (seeds 0..N-1) the NMI is averaged over")
+    group.add_argument("--nmi", action=argparse.BooleanOptionalAction, default=True,
+                       help="the NMI (Table 4) part (default: on)")
     group.add_argument("--kmeans-k", type=int, nargs="*", default=[], help="MTPR/MTNR of k-means at these k")
     group.add_argument("--pseudo-labels", default=None, help="MTPR/MTNR of the labels in this file")
-    group.add_argument("--kmeans-backend", choices=("auto", "faiss", "torch"), default="auto")
+    group.add_argument("--kmeans-backend", choices=("auto", "faiss", "torch"), default="auto",
+                       help="k-means implementation (auto: faiss when installed)")
     return parser
 
 

@@ -148,6 +148,16 @@ class ArrayDataset(Dataset):
     def targets(self) -> np.ndarray:
         return self.labels.numpy()
 
+    def balanced_subset(self, size: int, seed: int = 0) -> "ArrayDataset":
+        """``size`` images with classes as balanced as possible (:func:`ifnd.data.stratified_subset`); all if 0."""
+        from ifnd.data import stratified_subset
+
+        if not size or size >= len(self):
+            return self
+        index = stratified_subset(self.labels, size, seed)
+        return ArrayDataset(self.images[index], self.labels[index], self.mean.flatten().tolist(),
+                            self.std.flatten().tolist(), f"{self.name}-subset{size}-seed{seed}", self.classes)
+
     def identity(self) -> str:
         if self._content is None:
             digest = hashlib.sha256(np.ascontiguousarray(self.images.numpy()).tobytes())
@@ -293,14 +303,7 @@ def cifar_split(dataset: str, split: str, data_root: str | os.PathLike | None = 
     An evaluation's subset (e.g. the probe's training images), not the samples a run trained on
     (:func:`ifnd.data.training_indices`); ``subset`` 0 or at least the split's size is the whole split.
     """
-    from ifnd.data import stratified_subset
-
-    full = cifar_arrays(dataset, split, data_root)
-    if not subset or subset >= len(full):
-        return full
-    index = stratified_subset(full.labels, subset, seed)
-    return ArrayDataset(full.images[index], full.labels[index], full.mean.flatten().tolist(),
-                        full.std.flatten().tolist(), f"{full.name}-subset{subset}-seed{seed}", full.classes)
+    return cifar_arrays(dataset, split, data_root).balanced_subset(subset, seed)
 
 
 def map_labels(labels, label_map: Sequence[int] | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from eval.checkpoints import CheckpointInfo, file_sha256, load_backbone
+from eval.progress import bar, log
 from ifnd.io import atomic_save_npz
 
 FEATURE_CACHE_VERSION = 1
@@ -82,9 +83,12 @@ def extract_features(backbone: nn.Module, dataset: Dataset, batch_size: int = 25
                         pin_memory=device.type == "cuda")
     features, labels = [], []
     name = getattr(dataset, "name", type(dataset).__name__)
-    for images, targets in tqdm(loader, desc=f"features {name[:40]}", disable=not progress, leave=False):
+    log(progress, f"features of {name}: {len(dataset)} images on {device} ...")
+    started = time.perf_counter()
+    for images, targets in bar(loader, progress, f"features {name[:40]}", leave=False):
         features.append(backbone(images.to(device, non_blocking=True)).float().cpu())
         labels.append(torch.as_tensor(targets))
+    log(progress, f"features of {name}: done in {time.perf_counter() - started:.0f}s")
     backbone.train(was_training)
     if not features:
         raise ValueError(f"dataset {name} is empty: nothing to extract features from")

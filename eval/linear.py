@@ -22,6 +22,8 @@ WordNet label depth (Table 5).
     python -m eval.linear --checkpoint CKPT --data-root /imagenet --out linear.json   # (a), the default
     python -m eval.linear --checkpoint CKPT --data-root /imagenet --mode features --out fast.json
     python -m eval.linear --checkpoint CKPT --dataset cifar10 --out linear.json       # (b), CIFAR arrays
+    python -m eval.linear --checkpoint CKPT --dataset cifar10 --epochs 50 --train-subset 12000 --out probe.json
+                                                              # (b) as the mini tables' probe
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eval import cli
+from eval.options import HelpFormatter
 from eval.classifier import TensorBatches, evaluate, fit, linear_head, sgd_step_decay
 from eval.data import random_crop_transform
 from eval.features import CheckpointFeatures, resolve_device
@@ -114,7 +117,7 @@ def linear_probe_features(train_x, train_y, test_x, test_y, epochs: int = 100, l
                           batch_size: int = 256, momentum: float = 0.9, weight_decay: float = 0.0,
                           milestones: tuple[int, ...] | None = None, gamma: float = 0.1,
                           feature_norm: str = "standardize", seed: int = 0, device: str | torch.device = "cpu",
-                          num_classes: int | None = None) -> dict[str, float]:
+                          num_classes: int | None = None, progress: bool = False) -> dict[str, float]:
     """Protocol (b): a linear classifier on fixed features; returns ``{"top1", "top5", ...}`` in %.
 
     ``milestones`` default to 60% and 80% of ``epochs`` (Appendix C's 60/80 of 100).
@@ -129,7 +132,7 @@ def linear_probe_features(train_x, train_y, test_x, test_y, epochs: int = 100, l
     optimizer, scheduler = sgd_step_decay([{"params": head.parameters(), "lr": lr}], momentum, weight_decay,
                                           milestones, gamma)
     train = TensorBatches(train_x.to(device), train_y.to(device), batch_size, shuffle=True, seed=seed)
-    losses = fit(head, train, optimizer, scheduler, epochs, device, train_mode=True, progress=False)
+    losses = fit(head, train, optimizer, scheduler, epochs, device, train_mode=True, progress=progress, desc="probe")
     test = TensorBatches(test_x.to(device), test_y.to(device), 4096, shuffle=False)
     return {**evaluate(head, test, device), "final_train_loss": losses[-1], "num_classes": num_classes}
 
@@ -139,14 +142,16 @@ def add_classifier_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mode", choices=("full", "features"), default=None,
                        help="full: Appendix C on augmented images (default for image folders); features: the "
                             "fast path on cached features (default, and the only mode, for CIFAR arrays)")
-    group.add_argument("--epochs", type=int, default=APPENDIX_C.epochs)
+    group.add_argument("--epochs", type=int, default=APPENDIX_C.epochs,
+                       help="classifier epochs (Appendix C: 100; the mini tables: 50)")
     group.add_argument("--lr", type=float, default=None, help=f"default: {APPENDIX_C.lr} (full) or {FAST_LR} (features)")
-    group.add_argument("--batch-size", type=int, default=APPENDIX_C.batch_size)
-    group.add_argument("--momentum", type=float, default=APPENDIX_C.momentum)
-    group.add_argument("--weight-decay", type=float, default=APPENDIX_C.weight_decay)
+    group.add_argument("--batch-size", type=int, default=APPENDIX_C.batch_size, help="classifier batch")
+    group.add_argument("--momentum", type=float, default=APPENDIX_C.momentum, help="SGD momentum")
+    group.add_argument("--weight-decay", type=float, default=APPENDIX_C.weight_decay, help="SGD weight decay")
     group.add_argument("--milestones", type=int, nargs="*", default=None,
                        help="epochs where lr *= 0.1 (default: 60%% and 80%% of --epochs, i.e. 60 80 of 100)")
-    group.add_argument("--feature-norm", choices=FEATURE_NORMS, default="standardize", help="features mode only")
+    group.add_argument("--feature-norm", choices=FEATURE_NORMS, default="standardize",
+                       help="feature scaling before the classifier (features mode only)")
 
 
 def _schedule(args, mode: str) -> LinearSchedule:
@@ -178,7 +183,8 @@ def run_linear_protocol(args: argparse.Namespace, train: Dataset, val: Dataset, 
     metrics = linear_probe_features(train_features.features, train_features.labels, val_features.features,
                                     val_features.labels, schedule.epochs, schedule.lr, schedule.batch_size,
                                     schedule.momentum, schedule.weight_decay, schedule.milestones, schedule.gamma,
-                                    args.feature_norm, args.seed, args.device, num_classes=num_classes or None)
+                                    args.feature_norm, args.seed, args.device, num_classes=num_classes or None,
+                                    progress=args.progress)
     return metrics, {"mode": "features", **asdict(schedule), "feature_norm": args.feature_norm,
                      "view": repr(getattr(val, "transform", None)),
                      "features_reused_from_cache": [train_features.reused, val_features.reused]}
@@ -186,7 +192,7 @@ def run_linear_protocol(args: argparse.Namespace, train: Dataset, val: Dataset, 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.linear", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     cli.add_checkpoint_args(parser)
     cli.add_classification_data_args(parser)
     cli.add_runtime_args(parser)
@@ -198,9 +204,15 @@ def main_linear(args: argparse.Namespace) -> dict:
     started = time.time()
     source = cli.feature_source(args)
     train = cli.classification_dataset(args, args.train_split)
+    if args.train_subset:
+        if not hasattr(train, "balanced_subset"):
+            raise cli.UsageError("--train-subset selects CIFAR images (the mini tables' probe); for image folders "
+                                 "give a split folder with the images to use")
+        train = train.balanced_subset(args.train_subset)
     val = cli.classification_dataset(args, cli.val_split(args))
     metrics, settings = run_linear_protocol(args, train, val, source)
     data = {"dataset": args.dataset, "root": args.data_root, "train_split": args.train_split,
+            "train_subset": args.train_subset,
             "val_split": cli.val_split(args), "num_train": len(train), "num_val": len(val),
             "num_classes": len(train.classes)}
     record = result_record("linear", "Table 1 (ImageNet linear), Tables 5-8 (linear probe); Appendix C",

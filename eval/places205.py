@@ -19,6 +19,7 @@ import argparse
 import time
 
 from eval import cli
+from eval.options import HelpFormatter
 from eval.data import center_crop_transform, places205
 from eval.linear import add_classifier_args, run_linear_protocol
 from eval.results import result_record, write_result
@@ -26,11 +27,12 @@ from eval.results import result_record, write_result
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.places205", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser)
     group = parser.add_argument_group("Places205 data")
-    group.add_argument("--places-root", default=None, help="folder holding data/vision/... and trainvalsplit_places205/")
+    group.add_argument("--data-root", "--places-root", dest="places_root", metavar="DIR",
+                       default=None, help="folder holding data/vision/... and trainvalsplit_places205/")
     group.add_argument("--images-dir", default=None, help="default: <root>/data/vision/torralba/deeplearning/images256")
     group.add_argument("--train-list", default=None, help="default: <root>/trainvalsplit_places205/train_places205.csv")
     group.add_argument("--val-list", default=None, help="default: <root>/trainvalsplit_places205/val_places205.csv")

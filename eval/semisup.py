@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eval import cli
+from eval.options import HelpFormatter
 from eval.checkpoints import load_backbone
 from eval.classifier import evaluate, fit, linear_head, sgd_step_decay
 from eval.data import center_crop_transform, image_folder, imagenet_subset, random_crop_transform
@@ -76,11 +77,12 @@ def fine_tune(backbone: nn.Module, train_dataset: Dataset, val_dataset: Dataset,
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.semisup", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser, feature_cache=False)
     group = parser.add_argument_group("data")
-    group.add_argument("--imagenet-root", required=True, help="folder holding train/<wnid>/ and val/<wnid>/")
+    group.add_argument("--data-root", "--imagenet-root", dest="imagenet_root", metavar="DIR",
+                       required=True, help="folder holding train/<wnid>/ and val/<wnid>/")
     group.add_argument("--subset-file", required=True, help="SimCLR's 1percent.txt or 10percent.txt")
     group.add_argument("--label-percent", type=int, required=True, help="1 or 10: selects the head lr")
     group.add_argument("--val-split", default="val")

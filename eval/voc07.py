@@ -37,6 +37,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import LinearSVC
 
 from eval import cli
+from eval.options import HelpFormatter
 from eval.data import VOC_CLASSES, center_crop_transform, voc2007
 from eval.results import result_record, write_result
 
@@ -130,11 +131,12 @@ def voc07_svm(train_features: np.ndarray, train_labels: np.ndarray, test_feature
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.voc07", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     cli.add_checkpoint_args(parser)
     cli.add_runtime_args(parser)
     group = parser.add_argument_group("VOC2007 SVMs")
-    group.add_argument("--voc-root", required=True, help="VOCdevkit (or its parent, or VOCdevkit/VOC2007)")
+    group.add_argument("--data-root", "--voc-root", dest="voc_root", metavar="DIR",
+                       required=True, help="VOCdevkit (or its parent, or VOCdevkit/VOC2007)")
     group.add_argument("--train-split", default="trainval")
     group.add_argument("--test-split", default="test")
     group.add_argument("--costs", type=float, nargs="+", default=list(SVM_COSTS))

@@ -9,17 +9,25 @@ Sources, all read from disk (nothing is ever downloaded):
 * ``folder``: an ImageNet-style ``train/<class>/*`` and ``val/<class>/*`` (or ``test``) tree of
   equally sized images; the trainer streams such trees instead (:class:`ifnd.sources.FolderSource`).
 
-The root comes from the ``data_root`` option, else ``$IFND_DATA_ROOT``, else the default above.
+The root comes from the ``data_root`` option, else ``$IFND_DATA_ROOT``, else the default above;
+for CIFAR-10 it may also be a folder that holds ``cifar10-jpeg.tar.gz``. An archive with a
+``.sha256`` file beside it (``cifar10-jpeg.sha256`` or ``cifar10-jpeg.tar.gz.sha256``) is checked
+against it once; the check is remembered in the cache until the archive's size or time changes.
 Decoded arrays are cached as ``.npz`` under ``$IFND_CACHE`` (default ``~/.cache/ifnd``), keyed
-by the source's path, size and modification time, written atomically.
+by the source's path, size and modification time, written atomically (each write is announced
+once, with its size: the CIFAR-10 training split takes about 150 MB).
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
+import sys
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +35,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ifnd.io import atomic_save_npz
+from ifnd.io import atomic_save_npz, atomic_write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CIFAR10 = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
+DEFAULT_CIFAR10 = PROJECT_ROOT.parent / "shared" / "data" / CIFAR10_ARCHIVE
 DATASETS = ("cifar10", "cifar100", "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Per-channel statistics of the training split (0-1 scale).
@@ -77,11 +86,76 @@ def resolve_root(dataset: str, data_root: str | os.PathLike | None) -> Path:
     if not root.exists():
         raise DataError(f"{dataset} not found at {root}: expected {LAYOUTS[dataset]} "
                         "(set --data-root or IFND_DATA_ROOT)")
+    if dataset == "cifar10" and root.is_dir() and (root / CIFAR10_ARCHIVE).is_file() and not holds_cifar10(root):
+        root = root / CIFAR10_ARCHIVE
+    if root.is_file():
+        verify_archive(root)
     return root
+
+
+def holds_cifar10(root: Path) -> bool:
+    """Whether the folder ``root`` holds CIFAR-10 as files (not only as the archive)."""
+    return any((root / name).exists() for name in ("train", "cifar10-jpeg", "cifar-10-batches-py", "data_batch_1"))
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("IFND_CACHE", Path.home() / ".cache" / "ifnd"))
+
+
+def _checksum_file(archive: Path) -> Path | None:
+    stem = archive.name[:-len(".tar.gz")] if archive.name.endswith(".tar.gz") else archive.stem
+    return next((p for p in (archive.with_name(archive.name + ".sha256"), archive.with_name(stem + ".sha256"))
+                 if p.is_file()), None)
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, remembered in the cache (keyed by path, size and modification time)."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    remembered = cache_dir() / "sha256" / f"{path.name}-{key}.json"
+    try:
+        return json.loads(remembered.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    try:
+        atomic_write_json(remembered, {"path": str(path.resolve()), "sha256": digest.hexdigest()})
+    except OSError:
+        pass  # an unwritable cache only costs hashing again next time
+    return digest.hexdigest()
+
+
+def verify_archive(archive: Path) -> None:
+    """Check ``archive`` against the ``.sha256`` file beside it, if there is one."""
+    listed = _checksum_file(archive)
+    if listed is None:
+        return
+    words = listed.read_text().split()
+    if not words:
+        return
+    expected = words[0].lower()
+    actual = file_sha256(archive)
+    if actual != expected:
+        raise DataError(f"{archive} does not match its checksum file {listed} (sha256 {actual[:12]}..., expected "
+                        f"{expected[:12]}...): the copy is incomplete or damaged; copy or download it again")
+
+
+def source_identity(dataset: str, data_root: str | os.PathLike | None = None) -> dict:
+    """Which copy of a data set a run read: its path, and for an archive its size and sha256."""
+    root = resolve_root(dataset, data_root)
+    identity = {"dataset": dataset, "path": str(root.resolve())}
+    if root.is_file():
+        identity.update(bytes=root.stat().st_size, sha256=file_sha256(root))
+    return identity
+
+
+def _announce_cache(path: Path, what: str) -> None:
+    size = path.stat().st_size / 1e6
+    print(f"cached decoded {what} ({size:.0f} MB) in {path}: later runs start from it; set IFND_CACHE to keep "
+          f"it elsewhere, delete it to free the space", file=sys.stderr, flush=True)
 
 
 def load_split(dataset: str, split: str, data_root: str | os.PathLike | None = None) -> ImageArray:
@@ -100,6 +174,7 @@ def load_split(dataset: str, split: str, data_root: str | os.PathLike | None = N
     if len(labels) == 0:
         raise DataError(f"{dataset} at {root} has no {split} images: expected {LAYOUTS[dataset]}")
     atomic_save_npz(cached, images=images, labels=labels, classes=np.array(classes))
+    _announce_cache(cached, f"{dataset} {split} images")
     return ImageArray(torch.from_numpy(images), torch.from_numpy(labels).long(), classes)
 
 
@@ -168,6 +243,9 @@ def _tar_folder(archive: Path, split: str):
                 parts = Path(member.name).parts
                 if member.isfile() and len(parts) >= 3 and parts[-3] == split:
                     members.setdefault(parts[-2], []).append((member.name, tar.extractfile(member).read()))
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DataError(f"archive {archive} is truncated or damaged ({err}): copy or download it again "
+                        f"(and check it with sha256sum)") from err
     except (tarfile.TarError, OSError) as err:
         raise DataError(f"cannot read archive {archive} ({err}): expected {LAYOUTS['cifar10']}") from err
     classes = sorted(members)

@@ -4,10 +4,12 @@ A run directory (:mod:`ifnd.rundir`) holds ``config.json``, ``metrics.jsonl`` (o
 ``checkpoints/last.pt`` (written atomically after every epoch) and ``final.json`` (written
 atomically when the run ends). ``--resume`` continues from the last checkpoint; since the data
 order and the augmentations of epoch ``e`` come from generators seeded by ``(seed, e)``, a
-resumed run replays exactly what an uninterrupted one would have done.
+resumed run replays exactly what an uninterrupted one would have done. The command line never
+overwrites a run directory (:func:`choose_run_dir`) and answers Ctrl-C with the command that resumes.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -18,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from ifnd import augment as aug, fused_loss
-from ifnd.config import ConfigError, TrainConfig, config_from_args
+from ifnd.config import MODES, ConfigError, TrainConfig, config_from_args
+from ifnd.data import source_identity
 from ifnd.distributed import (average_gradients, broadcast_object, gather, gather_rows, init_from_environment,
                               rank, shard, world_size)
 from ifnd.falseneg import build_detector
@@ -26,7 +29,7 @@ from ifnd.frameworks import build_framework
 from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_jsonl, read_jsonl,
                      writable_dir)
 from ifnd.metrics import knn_accuracy, mtpr_mtnr, nmi
-from ifnd.rundir import CHECKPOINT, RunDir
+from ifnd.rundir import CHECKPOINT, CONFIG, FINAL, METRICS, RunDir
 from ifnd.sources import build_source
 
 
@@ -197,7 +200,7 @@ class Trainer:
         self.model.set_epoch(epoch)
         total, start = 0.0, time.perf_counter()
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress or rank() != 0, file=sys.stderr)
+                   disable=None if cfg.progress and rank() == 0 else True, file=sys.stderr)  # None: a terminal only
         steps = (order[step * cfg.batch_size + rank() * self.local_batch:][:self.local_batch]
                  for step in range(self.steps_per_epoch))
         views_fn = lambda raw, gen: self.model.views(raw, self.augment, self.source.mean, self.source.std, gen)
@@ -254,11 +257,17 @@ class Trainer:
                             self.source.test_labels.to(self.device), k=self.cfg.knn_k)
 
     def run(self, resume: bool = False) -> dict:
+        """Train to ``cfg.epochs``; ``checkpointed`` always holds the epoch ``checkpoints/last.pt`` is at."""
         cfg = self.cfg
         writable_dir(self.run_dir)
-        if not (resume and self.resume()):
+        if resume and self.resume():
+            if rank() == 0:
+                print(f"resumed from epoch {self.epoch} of {cfg.epochs} ({self.files.checkpoint})", file=sys.stderr,
+                      flush=True)
+        else:
             atomic_write_json(self.files.config, cfg.to_dict())
             self.files.metrics.unlink(missing_ok=True)
+        self.checkpointed = self.epoch
         while self.epoch < cfg.epochs:
             record = {"epoch": self.epoch + 1, **self.train_epoch()}
             self.epoch += 1
@@ -269,32 +278,94 @@ class Trainer:
             if rank() == 0:
                 append_jsonl(self.files.metrics, record)
                 atomic_torch_save(self.files.checkpoint, self.state_dict())
-                if cfg.progress:
-                    print(format_record(record), file=sys.stderr, flush=True)
+            self.checkpointed = self.epoch
+            if rank() == 0:
+                print(format_record(record, cfg.epochs, self.run_dir), file=sys.stderr, flush=True)
         final = {"epochs": cfg.epochs, "knn_top1": read_jsonl(self.files.metrics)[-1]["knn_top1"],
-                 "checkpoint": CHECKPOINT}
+                 "checkpoint": CHECKPOINT, "data": source_identity(cfg.dataset, cfg.data_root)}
         if rank() == 0:
             atomic_write_json(self.files.final, final)
         return final
 
 
-def format_record(record: dict) -> str:
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+def format_record(record: dict, epochs: int, run_dir: Path) -> str:
+    """One plain log line per epoch: loss, lr, images/s, time, then what the epoch added (refresh, kNN)."""
+    shown = {"epoch", "loss", "lr", "images_per_second", "epoch_seconds"}
+    rest = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                     if k not in shown)
+    return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
+            f"{record['images_per_second']:.0f} images/s  {record['epoch_seconds']:.1f}s"
+            + (f"  {rest}" if rest else "") + f"  [{run_dir}]")
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return Trainer(cfg).run(resume=resume)
 
 
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, FINAL)
+
+
+def _gave_flag(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def choose_run_dir(cfg: TrainConfig, resume: bool, argv: list[str]) -> TrainConfig:
+    """The run directory policy of the command line: never overwrite a run, never start fresh silently.
+
+    Without ``--run-dir`` (and no ``run_dir`` in ``--config``) a new run gets ``runs/<method>-<time>``;
+    an existing run directory needs ``--resume``; ``--resume`` needs a directory that holds a run.
+    """
+    run_dir = Path(cfg.run_dir)
+    if run_dir == Path(TrainConfig.run_dir) and not _gave_flag(argv, "--run-dir") and not _gave_flag(argv, "--config"):
+        if resume:
+            raise ConfigError("--resume needs the run to continue: add --run-dir RUN_DIR (and --config "
+                              "RUN_DIR/config.json)")
+        mode = next((m for m, pair in MODES.items() if pair == (cfg.detector, cfg.objective)),
+                    f"{cfg.detector}-{cfg.objective}")
+        stem = f"runs/{cfg.framework}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = next(d for d in (Path(stem + suffix) for suffix in ["", *(f"-{n}" for n in range(2, 1000))])
+                       if not d.exists())
+        cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if resume and not RunDir(run_dir).config.exists():
+        raise ConfigError(f"nothing to resume in {run_dir} (no config.json): check --run-dir, or drop --resume to "
+                          "start a new run there")
+    if not resume and held:
+        raise ConfigError(f"{run_dir} already holds a run ({', '.join(held)}): continue it with --resume, or choose "
+                          "a new --run-dir (nothing was overwritten)")
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    trainer = cfg = None
     try:
         cfg, resume = config_from_args(argv)
-        final = train(cfg, resume)
+        cfg = choose_run_dir(cfg, resume, argv)
+        if resume and not RunDir(cfg.run_dir).checkpoint.exists():
+            print(f"no checkpoint in {cfg.run_dir} yet (stopped during its first epoch): starting from epoch 0",
+                  file=sys.stderr)
+        trainer = Trainer(cfg)
+        final = trainer.run(resume=resume)
     except (ConfigError, TrainingDiverged, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(cfg, trainer), file=sys.stderr)
+        return 130
     print(f"finished: kNN top-1 {final['knn_top1']:.2f}% -> {RunDir(cfg.run_dir).final}")
     return 0
+
+
+def interrupted_message(cfg: TrainConfig | None, trainer: Trainer | None) -> str:
+    epoch = getattr(trainer, "checkpointed", None)
+    if cfg is None or trainer is None or not epoch:
+        return "\ninterrupted before the first epoch finished: nothing to resume" + (
+            f"; {cfg.run_dir} can be deleted or reused with --resume" if cfg and Path(cfg.run_dir).exists() else "")
+    files = RunDir(cfg.run_dir)
+    return (f"\ninterrupted: {files.checkpoint} holds epoch {epoch} of {cfg.epochs}; "
+            f"`python -m ifnd.train --run-dir {cfg.run_dir} --config {files.config} --resume` "
+            f"continues from epoch {epoch}")
 
 
 if __name__ == "__main__":

@@ -14,26 +14,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 
 from reproduce import budget
 from reproduce.execute import StoreSpec, Task
 from reproduce.launchers import (LAUNCHERS, InlineLauncher, LaunchError, LocalLauncher, SlurmLauncher, describe,
                                  queued_on_slurm)
-from reproduce.paths import DataPaths, PathsError
+from reproduce.paths import DATASETS, DataPaths, PathsError
 from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
 from reproduce.render import render_table, resolve
-from reproduce.runs import EvalRun, TrainRun
+from reproduce.runs import EvalRun, NotRun, TrainRun
 from reproduce.specs import GROUPS, SPECS, UnknownTarget, resolve_targets
 from reproduce.specs.base import Context
-from reproduce.store import Store
+from reproduce.store import Store, StoreWriteError
+
+GET_CIFAR10 = ("get CIFAR-10 as the README's first section says (torchvision's download into a folder, then "
+               "IFND_DATA_ROOT=<that folder>), or render only what the store holds with --collect-only")
+DATA_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "folder": "imagenet"}  # TrainConfig.dataset -> paths key
 
 
 def build_parser() -> argparse.ArgumentParser:
+    epilog = ["Targets: " + ", ".join(SPECS) + "; groups: " + ", ".join(GROUPS) + "; 'list' shows all.", "Profiles:"]
+    epilog += [f"  {p.name}: {p.description}" for p in PROFILES.values()]
     parser = argparse.ArgumentParser(
-        prog="python -m reproduce", description=__doc__.split("\n\n")[0],
-        epilog="Targets: " + ", ".join(SPECS) + "; groups: " + ", ".join(GROUPS) + "; 'list' shows all. Profiles: "
-               + "; ".join(f"{p.name} = {p.description}" for p in PROFILES.values()),
+        prog="python -m reproduce", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="\n".join(textwrap.fill(line, 100, subsequent_indent="    " if line.startswith("  ") else "")
+                         for line in epilog),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="+", metavar="TARGET", help="table5, figure1, figures, all, list, ...")
     parser.add_argument("--profile", default="mini", help=f"one of {', '.join(PROFILES)} (default mini)")
@@ -45,15 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile setting or a TrainConfig field, e.g. --set epochs=20 "
                              "--set train_subset=5000 --set probe.epochs=20 (repeatable)")
-    parser.add_argument("--seeds", type=int, default=None, help="training seeds of every compared run")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="number of training seeds (0..N-1) of every compared run (default: the profile's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (SLURM: the job array), run nothing")
     parser.add_argument("--collect-only", action="store_true", help="render what has finished; launch nothing")
     parser.add_argument("--paths", default=None, help="data paths file (default reproduce/paths.toml)")
     parser.add_argument("--cluster", default=None, help="SLURM config (default reproduce/cluster.toml)")
-    parser.add_argument("--results-dir", default=None, help="default: results/ of the checkout")
-    parser.add_argument("--runs-dir", default=None, help="default: runs/ of the checkout")
+    parser.add_argument("--results-dir", default=None, metavar="DIR",
+                        help="tables and the store go to DIR/<profile>/ (default: results/ of the checkout)")
+    parser.add_argument("--runs-dir", default=None, metavar="DIR",
+                        help="checkpoints go to DIR/<profile>/ (default: runs/ of the checkout)")
     parser.add_argument("--wait", action="store_true", help="SLURM: wait for the jobs, then render")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-epoch progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="progress bars on a terminal, one plain line per epoch in a log (default: on)")
     return parser
 
 
@@ -83,6 +94,82 @@ def pending(tasks: list[Task], store: Store) -> list[Task]:
     return [t for t in tasks if not store.has(t.key) or any(not store.has(e.key) for e in t.evals)]
 
 
+def not_run_reasons(grid) -> dict[str, int]:
+    """Why cells of a grid cannot be filled: reason -> number of cells (and figure runs)."""
+    counts: dict[str, int] = {}
+    items = [cell.ours for cell in grid.cells.values()] + list(grid.extra_runs)
+    for item in items:
+        if isinstance(item, NotRun):
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+    return counts
+
+
+def missing_data(tasks: list[Task], grids: dict, paths: DataPaths) -> list[str]:
+    """Why runs that must train or evaluate here cannot: a data set they read is missing or broken."""
+    from ifnd.data import DataError, resolve_root
+
+    problems: dict[str, None] = {}
+    for dataset in sorted({t.train.config.get("dataset", "cifar10") for t in tasks}):
+        key = DATA_KEYS.get(dataset, dataset)
+        path, reason = paths.locate(key)
+        if reason is None and dataset != "folder":
+            try:
+                resolve_root(dataset, path)  # checks an archive against its .sha256 (once; remembered)
+            except DataError as err:
+                reason = str(err)
+        if reason:
+            count = sum(t.train.config.get("dataset", "cifar10") == dataset for t in tasks)
+            problems[f"{count} runs to train need it: {reason}"] = None
+    _, cifar_reason = paths.locate("cifar10")
+    if cifar_reason:  # CIFAR-10 is what every profile trains on: its cells are never "not run" by design
+        cells = sum(not_run_reasons(grid).get(cifar_reason, 0) for grid in grids.values())
+        if cells:
+            problems[f"{cells} table cells need runs on it: {cifar_reason}"] = None
+    return list(problems)
+
+
+def data_copies(runs: list, store: Store) -> dict[str, int]:
+    """Which copies of the data the stored train runs of a grid read: fingerprint -> runs."""
+    copies: dict[str, int] = {}
+    for run in runs:
+        if isinstance(run, TrainRun):
+            record = store.get(run.key) or {}
+            data = record.get("result", {}).get("final", {}).get("data")
+            if data:
+                copy = f"{data['dataset']} sha256 {data['sha256'][:12]}" if data.get("sha256") else \
+                    f"{data['dataset']} at {data['path']}"
+                copies[copy] = copies.get(copy, 0) + 1
+    return copies
+
+
+def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
+    """dataset -> fingerprint of the copy the pending runs will read (as :func:`data_copies` writes it)."""
+    from ifnd.data import DataError, source_identity
+
+    out = {}
+    for dataset in {t.train.config.get("dataset", "cifar10") for t in tasks}:
+        path, _ = paths.locate(DATA_KEYS.get(dataset, dataset))
+        try:
+            data = source_identity(dataset, path)
+        except (DataError, OSError):
+            continue
+        out[dataset] = (f"{dataset} sha256 {data['sha256'][:12]}" if data.get("sha256")
+                        else f"{dataset} at {data['path']}")
+    return out
+
+
+def settings_summary(profile, runs: list) -> str:
+    """The profile's settings for the kinds of pre-training the planned runs are (CIFAR, ImageNet or both)."""
+    imagenet = any(isinstance(r, TrainRun) and r.config.get("dataset") == "folder" for r in runs)
+    cifar = any(isinstance(r, TrainRun) and r.config.get("dataset") != "folder" for r in runs)
+    i = profile.imagenet
+    imagenet_text = (f"ImageNet runs: {i.get('arch')}, {i.get('epochs')} epochs, batch {i.get('batch_size')}, "
+                     f"lr {i.get('lr')}, seeds {profile.seeds}")
+    if imagenet and not cifar:
+        return imagenet_text
+    return ("CIFAR runs: " if imagenet else "") + profile.summary() + (f"; {imagenet_text}" if imagenet else "")
+
+
 def render_target(ctx: Context, spec, grid) -> list[str]:
     resolved = resolve(grid, ctx.store)
     paths = render_table(ctx, grid, resolved)
@@ -107,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     store = Store(profile.name, args.results_dir, args.runs_dir)
+    try:
+        if not args.dry_run:
+            store.check_writable(runs=False)  # tables are rendered there
+    except StoreWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     ctx = Context(profile, paths, store)
     grids, failed_builds = {}, []
     for name in names:
@@ -124,17 +217,48 @@ def main(argv: list[str] | None = None) -> int:
               "not launched again; re-run this command when they finish to collect them", file=sys.stderr)
         todo = [t for t in todo if t.key not in queued]
     rate = (profile.train_images_per_second, profile.eval_images_per_second)
-    print(f"profile {profile.name}: {profile.summary()}" + (f"; overrides {', '.join(profile.overrides)}"
-                                                            if profile.overrides else ""), file=sys.stderr)
+    print(f"profile {profile.name}: {settings_summary(profile, [t.train for t in tasks])}"
+          + (f"; overrides {', '.join(profile.overrides)}" if profile.overrides else ""), file=sys.stderr)
+    launching = bool(todo) and not args.collect_only
+    current = this_copy(todo, paths) if launching else {}
     for name, grid in grids.items():
         grid_runs = grid.runs()
         done = sum(store.has(r.key) for r in grid_runs)
         missing = [r for r in grid_runs if not store.has(r.key)]
         print(f"{name}: {done}/{len(grid_runs)} runs finished; to do: "
               f"{budget.describe(budget.estimate(missing), *rate)}", file=sys.stderr)
+        for reason, cells in not_run_reasons(grid).items():
+            print(f"  not run ({cells} cells): {reason}", file=sys.stderr)
+        copies = data_copies(grid_runs, store)
+        new = {c for r in missing if isinstance(r, TrainRun) and (c := current.get(r.config.get("dataset")))}
+        if len(set(copies) | new) > 1:
+            print(f"warning: {name} mixes runs trained on different copies of the data ("
+                  + ", ".join(f"{c}: {n} runs" for c, n in copies.items())
+                  + "".join(f", {c}: the runs to train now" for c in sorted(new - set(copies)))
+                  + "); its differences may reflect the data: retrain into a fresh --results-dir to compare",
+                  file=sys.stderr)
+    problems = missing_data(todo, grids, paths) if not args.collect_only else []
+    if problems and not args.dry_run:
+        fix = GET_CIFAR10 if any("CIFAR-10" in p or "cifar10" in p for p in problems) else \
+            "set its path (see reproduce/paths.example.toml), or render only what the store holds with --collect-only"
+        print(f"error: {'; '.join(problems)}. To fix: {fix}; no table was written", file=sys.stderr)
+        return 2
+    if launching and not args.dry_run:
+        try:
+            store.check_writable(runs=True)
+        except StoreWriteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     if args.dry_run:
         print(f"dry run: {len(todo)} of {len(tasks)} tasks to launch with --launcher {args.launcher}")
+        if not tasks:
+            data = {paths.locate(key)[1] for key in DATASETS}
+            reasons = sorted({r for grid in grids.values() for r in not_run_reasons(grid)} & data)
+            print("nothing to run here: " + ("; ".join(reasons) if reasons else "the targets have no runs at this "
+                                                                               "profile"))
+        for problem in problems:
+            print(f"  cannot run here: {problem}")
         if args.launcher == "slurm" and todo:
             try:
                 print(SlurmLauncher(profile.name, args.cluster).dry_run(todo, spec, f"ifnd-{profile.name}"))
@@ -158,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 statuses = SlurmLauncher(profile.name, args.cluster).launch(todo, spec, f"ifnd-{profile.name}",
                                                                             wait=args.wait)
-        except LaunchError as err:
+        except (LaunchError, StoreWriteError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

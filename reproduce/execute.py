@@ -22,7 +22,7 @@ from ifnd.train import Trainer
 
 from reproduce.evals import run_eval
 from reproduce.runs import EvalRun, TrainRun
-from reproduce.store import RunBusy, Store, now
+from reproduce.store import RunBusy, Store, StoreWriteError, now
 
 PER_EPOCH_NOISE = ("lr", "epoch_seconds", "images_per_second")  # summarised, not stored per epoch
 
@@ -251,6 +251,8 @@ def execute_task(task: Task, store_spec: StoreSpec, progress: bool = True, threa
                 status.update(status="failed", error="; ".join(failures))
     except RunBusy as err:
         status.update(status="busy", error=str(err))
+    except StoreWriteError:  # every later run would fail the same way: the sweep stops
+        raise
     except Exception as err:  # one failed run must not stop a sweep: report it and go on
         status.update(status="failed", error=f"{type(err).__name__}: {err}",
                       traceback=traceback.format_exc(limit=8))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,6 +26,7 @@ from ifnd.io import atomic_write_json
 
 from reproduce.execute import StoreSpec, Task, execute_task
 from reproduce.paths import PROJECT_ROOT, TomlError, load_toml
+from reproduce.store import StoreWriteError
 
 DEFAULT_CLUSTER_FILE = PROJECT_ROOT / "reproduce" / "cluster.toml"
 LAUNCHERS = ("inline", "local", "slurm")
@@ -61,7 +63,7 @@ class InlineLauncher:
 
     def launch(self, tasks: list[Task], store: StoreSpec, progress: bool = True) -> list[dict]:
         results = []
-        bar = tqdm(tasks, desc="runs", unit="run", file=sys.stderr, disable=not tasks)
+        bar = tqdm(tasks, desc="runs", unit="run", file=sys.stderr, disable=None if tasks else True)  # a terminal only
         for task in bar:
             bar.set_postfix_str(task.train.label[:40])
             status = execute_task(task, store, progress=progress, threads=self.threads)
@@ -89,9 +91,12 @@ class LocalLauncher:
                                  initializer=_die_with_parent) as pool:
             futures = {pool.submit(execute_task, task, store, False, threads): task for task in tasks}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
-                               unit="run", file=sys.stderr):
+                               unit="run", file=sys.stderr, disable=None):  # a bar on a terminal only
                 try:
                     status = future.result()
+                except StoreWriteError:  # the store cannot take records: stop the sweep
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 except Exception as err:  # a worker that died (e.g. killed by the OOM killer)
                     task = futures[future]
                     status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
@@ -234,8 +239,8 @@ def sbatch_preview(config: dict, folder: Path, name: str, count: int) -> str:
         if key in config:
             kwargs[key] = config[key]
     try:
-        return _make_sbatch_string(command="python -u -m submitit.core._submit " + str(folder), folder=str(folder),
-                                   map_count=count, **kwargs)
+        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+        return _make_sbatch_string(command=command, folder=str(folder), map_count=count, **kwargs)  # as submitit
     except Exception as err:  # a private API: show the parameters instead of failing the dry run
         return f"(could not render the sbatch script: {err}); parameters: {json.dumps(kwargs)}"
 

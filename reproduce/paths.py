@@ -4,7 +4,9 @@ Precedence, for each data set: the environment variable, then ``[data]`` in the 
 (``--paths FILE``, else ``$IFND_PATHS``, else ``reproduce/paths.toml`` when present; copy
 ``reproduce/paths.example.toml``), then the default (CIFAR-10 only: ``ifnd.data``'s
 ``../shared/data/cifar10-jpeg.tar.gz``). Nothing is downloaded. A missing data set is not an
-error: the tables that need it say ``not run: ImageNet not found at PATH``.
+error while rendering: cells whose records the store holds render from them, the others say
+``not run: ImageNet not found at PATH``; only a run that must train or evaluate needs its data
+(``python -m reproduce`` then stops and says how to get it).
 """
 from __future__ import annotations
 
@@ -94,7 +96,9 @@ class DataPaths:
         return None
 
     def locate(self, key: str) -> tuple[str | None, str | None]:
-        """(path, None) when the data set is there, else (None, the reason to print in a table)."""
+        """(path, None) when the data set is there, else (None, the reason to print in a table).
+
+        Checks the layout's top level only (cheap: called for every run a table plans)."""
         name, env, layout = DATASETS[key]
         where = f"set {key} in [data] of reproduce/paths.toml or ${env}"
         path = self.raw(key)
@@ -102,6 +106,9 @@ class DataPaths:
             return None, f"{name} not configured ({where})"
         if not Path(path).exists():
             return None, f"{name} not found at {path} ({where}; expected {layout})"
+        problem = layout_problem(key, Path(path))
+        if problem:
+            return None, f"{name} at {path} {problem} ({where}; expected {layout})"
         return path, None
 
     def data_root(self, key: str) -> str | None:
@@ -113,3 +120,21 @@ class DataPaths:
             if Path(path) == DEFAULT_CIFAR10 and not os.environ.get(DATASETS[key][1]) and key not in self.configured:
                 return None
         return path
+
+
+def _has_class_folders(folder: Path) -> bool:
+    return folder.is_dir() and any(child.is_dir() for child in folder.iterdir())
+
+
+def layout_problem(key: str, path: Path) -> str | None:
+    """What is wrong with the top level of a data set's folder, or None."""
+    if key == "cifar10" and path.is_dir():
+        from ifnd.data import CIFAR10_ARCHIVE, holds_cifar10
+
+        if not (holds_cifar10(path) or (path / CIFAR10_ARCHIVE).is_file()):
+            return f"holds neither {CIFAR10_ARCHIVE} nor train/, cifar10-jpeg/ or cifar-10-batches-py/"
+    if key == "imagenet":
+        missing = [name for name in ("train", "val") if not _has_class_folders(path / name)]
+        if missing:
+            return "has no class folders under " + " and ".join(f"{name}/" for name in missing)
+    return None

@@ -406,6 +406,16 @@ def render_table(ctx: Context, grid: Grid, resolved: Resolved | None = None) -> 
                *claims.to_markdown(index=False, disable_numparse=True).splitlines(), ""]
     out_dir = ctx.store.results_dir
     paths = {"md": out_dir / f"{grid.name}.md", "csv": out_dir / f"{grid.name}.csv"}
-    atomic_write_text(paths["md"], "\n".join(md) + "\n")
-    atomic_write_text(paths["csv"], frame.to_csv(index=False))
+    _write_if_changed(paths["md"], "\n".join(md) + "\n")
+    _write_if_changed(paths["csv"], frame.to_csv(index=False))
     return paths
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Leave a file alone when only its "Generated" stamp would change (a re-render keeps git clean)."""
+    def unstamped(content: str) -> list[str]:
+        return [line for line in content.splitlines() if not line.startswith("- Generated: ")]
+
+    if path.exists() and unstamped(path.read_text()) == unstamped(text):
+        return
+    atomic_write_text(path, text)

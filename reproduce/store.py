@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +35,10 @@ from reproduce.paths import PROJECT_ROOT
 
 class RunBusy(RuntimeError):
     """Another process holds the run's lock."""
+
+
+class StoreWriteError(OSError):
+    """The store (or the run directories) cannot be written: a sweep stops at the first one."""
 
 
 @functools.cache
@@ -82,8 +87,24 @@ class Store:
     def put(self, key: str, record: dict) -> Path:
         full = {"key": key, "profile": self.profile, "finished_at": now(), "git_commit": git_commit(),
                 "host": socket.gethostname(), **record}
-        atomic_write_json(self.record_path(key), full)
+        try:
+            atomic_write_json(self.record_path(key), full)
+        except OSError as err:
+            raise StoreWriteError(f"cannot write the record of run {key} to {self.store_dir} ({err}): the run's "
+                                  "checkpoint is kept; make the results directory writable and run the same "
+                                  "command again (it resumes)") from err
         return self.record_path(key)
+
+    def check_writable(self, runs: bool = True) -> None:
+        """Create the store's folder (and ``runs_dir``) and write a file in each, or raise :class:`StoreWriteError`."""
+        for folder, flag in [(self.store_dir, "--results-dir")] + ([(self.runs_dir, "--runs-dir")] if runs else []):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                    pass
+            except OSError as err:
+                raise StoreWriteError(f"cannot write to {folder} ({err.strerror or err}): choose a writable {flag} "
+                                      "or fix its permissions") from None
 
     def delete(self, key: str) -> None:
         self.record_path(key).unlink(missing_ok=True)

@@ -148,6 +148,51 @@ def case_fused_kernel_without_a_gpu(tmp_path, tiny_cifar):
     Trainer(config(tmp_path, tiny_cifar, device="cpu", loss_kernel="fused"))
 
 
+def cifar_archive(tmp_path, tiny_cifar) -> Path:
+    """``cifar10-jpeg.tar.gz`` of the tiny CIFAR-10 layout, in a folder of its own."""
+    import tarfile
+
+    archive = tmp_path / "archive" / "cifar10-jpeg.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny_cifar, arcname="cifar10-jpeg")
+    return archive
+
+
+def case_truncated_archive(tmp_path, tiny_cifar):
+    archive = cifar_archive(tmp_path, tiny_cifar)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    Trainer(config(tmp_path, archive.parent))
+
+
+def case_archive_not_matching_its_checksum(tmp_path, tiny_cifar):
+    archive = cifar_archive(tmp_path, tiny_cifar)
+    (archive.parent / "cifar10-jpeg.sha256").write_text("0" * 64 + "  cifar10-jpeg.tar.gz\n")
+    Trainer(config(tmp_path, archive))
+
+
+def case_existing_run_directory_without_resume(tmp_path, tiny_cifar):
+    from ifnd.train import choose_run_dir
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text("{}")
+    choose_run_dir(config(tmp_path, tiny_cifar, run_dir=str(tmp_path / "old")), False, ["--run-dir", "old"])
+
+
+def case_resume_without_a_run(tmp_path, tiny_cifar):
+    from ifnd.train import choose_run_dir
+
+    choose_run_dir(config(tmp_path, tiny_cifar, run_dir=str(tmp_path / "typo")), True, ["--run-dir", "typo"])
+
+
+def case_unwritable_store(tmp_path):
+    from reproduce.store import Store
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a directory should be")
+    Store("mini", blocked, tmp_path / "runs").check_writable()
+
+
 CATALOGUE = [  # (case, exception type, message pattern: the problem ... the fix)
     (case_missing_data_root, DataError, r"not found at .*nowhere: expected .*train/<class>"),
     (case_empty_data_root, DataError, r"no train folder in .*empty: expected"),
@@ -168,6 +213,14 @@ CATALOGUE = [  # (case, exception type, message pattern: the problem ... the fix
     (case_detectron2_missing, RuntimeError, r"pip install 'git\+https://github.com/facebookresearch/detectron2.git'"),
     (case_slurm_config_without_partition, ValueError, r"has no partition: set partition"),
     (case_unwritable_results_directory, OSError, r"cannot write to .*blocked"),
+    (case_unwritable_store, OSError, r"cannot write to .*blocked/mini/store \(.*\): choose a writable --results-dir"),
+    (case_truncated_archive, DataError,
+     r"archive .*cifar10-jpeg.tar.gz is truncated or damaged .*copy or download it again"),
+    (case_archive_not_matching_its_checksum, DataError,
+     r"cifar10-jpeg.tar.gz does not match its checksum file .*cifar10-jpeg.sha256 .*copy or download it again"),
+    (case_existing_run_directory_without_resume, ConfigError, r"old already holds a run \(config.json\): continue it "
+                                                              r"with --resume, or choose a new --run-dir"),
+    (case_resume_without_a_run, ConfigError, r"nothing to resume in .*typo \(no config.json\).*drop --resume"),
 ]
 
 
@@ -196,3 +249,13 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: cifar10 not found at")
     assert not (tmp_path / "run").exists()
+
+
+def test_readme_troubleshooting_lists_every_case():
+    """The README's Troubleshooting table has a row for each case of the catalogue."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")}
+    missing = [c[0].__name__[5:].replace("_", " ") for c in CATALOGUE
+               if c[0].__name__[5:].replace("_", " ") not in rows]
+    assert not missing, f"README Troubleshooting lacks rows for {missing}"

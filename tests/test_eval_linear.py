@@ -121,3 +121,25 @@ def test_wordnet_depth_relabels_imagenet_folders(tmp_path):
     expected, names = relabel(wnids, 9)
     assert dataset.classes == names and len(names) < len(wnids)
     assert [label for _, label in dataset.samples] == [expected[i] for i in range(4) for _ in range(2)]
+
+
+def test_cli_probe_matches_the_harness_protocol(tmp_path, monkeypatch, capsys):
+    """``--epochs E --train-subset N`` on CIFAR is the tables' probe: the same images, classifier and number."""
+    from eval.features import CheckpointFeatures
+    from reproduce.evals import cifar_split
+
+    monkeypatch.setenv("IFND_CACHE", str(tmp_path / "decoded"))
+    root = fixtures.make_imagenet_folders(tmp_path / "cifar", wnids=("cat", "dog", "ship"), train_per_class=6,
+                                          val_per_class=3)
+    (root / "val").rename(root / "test")
+    path = fixtures.save_checkpoint(tmp_path / "ckpt.pt", "convnet4")
+    record = linear.main(["--checkpoint", str(path), "--dataset", "cifar10", "--data-root", str(root), "--epochs", "7",
+                          "--train-subset", "9", "--workers", "0", "--no-cache", "--out", str(tmp_path / "p.json")])
+    source = CheckpointFeatures(path, device="cpu", progress=False)
+    train, test = source(cifar_split("cifar10", "train", root, 9)), source(cifar_split("cifar10", "test", root))
+    harness = linear.linear_probe_features(train.features, train.labels, test.features, test.labels, epochs=7,
+                                           lr=0.1, batch_size=256, num_classes=3)
+    assert record["data"]["num_train"] == 9 and sorted(np.bincount(train.labels)) == [3, 3, 3]
+    assert record["metrics"]["top1"] == harness["top1"]
+    log = capsys.readouterr().err  # stderr is not a terminal here: plain lines, no bars
+    assert "features of cifar10-train-subset9-seed0: 9 images" in log and "probe epoch 7/7  loss " in log

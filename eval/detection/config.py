@@ -27,6 +27,7 @@ import argparse
 import os
 from typing import Any
 
+from eval.options import HelpFormatter, add_out_arg
 from ifnd.io import atomic_write_text
 
 NORMS = ("SyncBN", "naiveSyncBN")
@@ -95,13 +96,14 @@ def write_config(path: str | os.PathLike, weights: str, output_dir: str | None =
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m eval.detection.config", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m eval.detection.config", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--weights", required=True, help="converted backbone (python -m eval.detection.convert)")
-    parser.add_argument("--output", required=True, help="YAML file to write")
+    add_out_arg(parser, "YAML file to write")
     parser.add_argument("--output-dir", default=None, help="detectron2 OUTPUT_DIR written into the config")
-    parser.add_argument("--norm", choices=NORMS, default="SyncBN")
+    parser.add_argument("--norm", choices=NORMS, default="SyncBN", help="normalisation of the detector's heads")
     args = parser.parse_args(argv)
-    write_config(args.output, args.weights, args.output_dir, args.norm)
+    write_config(args.out, args.weights, args.output_dir, args.norm)
 
 
 if __name__ == "__main__":

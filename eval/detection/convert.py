@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from eval.checkpoints import CheckpointError, load_backbone
+from eval.options import HelpFormatter, add_out_arg
 from ifnd.io import atomic_path
 
 AUTHOR = "ifnd-repro"
@@ -84,17 +85,19 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike,
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m eval.detection.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--output", required=True, help="detectron2 weights (.pkl)")
-    parser.add_argument("--trust-checkpoint", action="store_true")
+    parser = argparse.ArgumentParser(prog="python -m eval.detection.convert", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a ResNet-50 checkpoint with the ImageNet stem")
+    add_out_arg(parser, "detectron2 weights (.pkl)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
     args = parser.parse_args(argv)
     try:
-        converted = convert_checkpoint(args.checkpoint, args.output, args.trust_checkpoint)
+        converted = convert_checkpoint(args.checkpoint, args.out, args.trust_checkpoint)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"wrote {args.output}: {len(converted['model'])} tensors", file=sys.stderr)
+    print(f"wrote {args.out}: {len(converted['model'])} tensors", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from eval.checkpoints import CheckpointError, load_backbone
 from eval.detection.config import NORMS, write_config
 from eval.detection.convert import write_detectron2_weights
+from eval.options import HelpFormatter, add_out_arg
 from eval.results import result_record, write_result
 
 DETECTRON2_INSTALL = (
@@ -85,13 +86,14 @@ def read_detectron2_metrics(output_dir: str | os.PathLike) -> dict[str, float]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.detection.launch", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--trust-checkpoint", action="store_true")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a ResNet-50 checkpoint with the ImageNet stem")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
     parser.add_argument("--work-dir", required=True, help="weights, config and detectron2 output go here")
-    parser.add_argument("--out", required=True, help="result JSON")
+    add_out_arg(parser, "result JSON")
     parser.add_argument("--num-gpus", type=int, default=8, help="MoCo's setting: 8 GPUs, 2 images each")
-    parser.add_argument("--norm", choices=NORMS, default="SyncBN")
+    parser.add_argument("--norm", choices=NORMS, default="SyncBN", help="normalisation of the detector's heads")
     parser.add_argument("--datasets-root", default=None, help="sets DETECTRON2_DATASETS (folder holding coco/)")
     parser.add_argument("--resume", action="store_true", help="continue detectron2's last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="prepare and print the command, train nothing")

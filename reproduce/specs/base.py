@@ -231,12 +231,13 @@ def training_size(ctx: Context, data: str = "cifar10") -> int | None:
 
 def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cifar10", label: str = "",
              label_map=None, **extra) -> TrainRun | NotRun:
-    """The pre-training run of ``fields`` (a method's TrainConfig fields) under the profile."""
+    """The pre-training run of ``fields`` (a method's TrainConfig fields) under the profile.
+
+    Without its data set the run is still planned when the store holds its record (committed
+    records render without the data), else it is a :class:`NotRun` naming what is missing."""
     if isinstance(fields, NotRun):
         return fields
-    path, reason = ctx.paths.locate(DATASET_KEYS[dataset])
-    if reason:
-        return NotRun(reason)
+    _, missing_data = ctx.paths.locate(DATASET_KEYS[dataset])
     kind = "imagenet" if dataset == "imagenet" else "cifar"
     config = {**ctx.profile.train_fields(kind), **dataset_fields(dataset), **fields, **extra, "seed": seed}
     if label_map is not None and not identity_map(label_map):
@@ -256,8 +257,9 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
     config["data_root"] = ctx.paths.data_root(DATASET_KEYS[dataset])
     snapshots = ctx.profile.snapshot_epochs(config["epochs"]) if kind == "cifar" else ()
     always = set(ctx.profile.train_fields(kind)) | set(dataset_fields(dataset)) | {"seed"}  # see reproduce.runs
-    return TrainRun(config, frozenset(always), tuple(snapshots),
-                    label or f"{config.get('detector')}/{config.get('objective')} seed {seed}")
+    run = TrainRun(config, frozenset(always), tuple(snapshots),
+                   label or f"{config.get('detector')}/{config.get('objective')} seed {seed}")
+    return NotRun(missing_data) if missing_data and not ctx.store.has(run.key) else run
 
 
 def probe_protocol(ctx: Context) -> str:
