@@ -126,7 +126,7 @@ def test_converted_checkpoint_trains_mask_rcnn_and_gets_coco_ap(tmp_path):
     run = subprocess.run([sys.executable, "-m", "eval.detection.launch", "--checkpoint", str(checkpoint),
                           "--work-dir", str(work), "--out", str(out), "--num-gpus", "1", "--datasets-root",
                           str(tmp_path / "datasets"), *overrides],
-                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
 
