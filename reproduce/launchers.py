@@ -234,6 +234,7 @@ GENERIC = {"timeout_min": int, "gpus_per_node": int, "cpus_per_task": int, "mem_
            "tasks_per_node": int}
 SLURM_ONLY = ("partition", "account", "qos", "constraint", "exclude", "comment", "setup", "array_parallelism",
               "signal_delay_s", "additional_parameters", "mail_type", "mail_user", "gres")
+EXECUTOR_ONLY = {"max_num_timeout": int}  # submitit's SlurmExecutor itself: requeues after a time limit (default 3)
 
 
 def load_cluster_config(path: str | os.PathLike | None, profile: str) -> tuple[dict, Path]:
@@ -254,12 +255,12 @@ def load_cluster_config(path: str | os.PathLike | None, profile: str) -> tuple[d
     if not merged.get("partition"):
         raise LaunchError(f"SLURM config {chosen} has no partition: set partition = \"<your GPU partition>\" "
                           "in its [slurm] table (sinfo lists them)")
-    unknown = sorted(set(merged) - set(GENERIC) - set(SLURM_ONLY))
+    unknown = sorted(set(merged) - set(GENERIC) - set(SLURM_ONLY) - set(EXECUTOR_ONLY))
     if unknown:
         raise LaunchError(f"SLURM config {chosen} has unknown keys {unknown}: valid are "
-                          f"{', '.join(list(GENERIC) + list(SLURM_ONLY))}")
+                          f"{', '.join(list(GENERIC) + list(SLURM_ONLY) + list(EXECUTOR_ONLY))}")
     merged.setdefault("timeout_min", DEFAULT_TIMEOUT_MIN)  # submitit's own default is 5 minutes
-    for key, kind in GENERIC.items():
+    for key, kind in {**GENERIC, **EXECUTOR_ONLY}.items():
         if key in merged and not isinstance(merged[key], kind):
             raise LaunchError(f"SLURM config {chosen}: {key} = {merged[key]!r} must be a number")
     return merged, chosen
@@ -326,7 +327,9 @@ class SlurmLauncher:
         import submitit
 
         folder = self._folder(store)
-        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster,
+                                         **{f"slurm_{k}": self.config[k] for k in EXECUTOR_ONLY
+                                            if k in self.config and self.cluster == "slurm"})
         params = executor_parameters(self.config, name)
         if self.cluster != "slurm":
             params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
