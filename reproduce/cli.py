@@ -20,7 +20,7 @@ import time
 from reproduce import budget
 from reproduce.execute import StoreSpec, Task
 from reproduce.launchers import (LAUNCHERS, InlineLauncher, LaunchError, LocalLauncher, SlurmLauncher, describe,
-                                 queued_on_slurm)
+                                 failed_on_slurm, queued_on_slurm)
 from reproduce.paths import DATASETS, DataPaths, PathsError
 from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
 from reproduce.render import render_table, resolve
@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(queued)} tasks are queued or running on SLURM (jobs {', '.join(sorted(set(queued.values())))}): "
               "not launched again; re-run this command when they finish to collect them", file=sys.stderr)
         todo = [t for t in todo if t.key not in queued]
+    slurm = args.launcher == "slurm" or args.collect_only
+    failed_before = failed_on_slurm(spec, {t.key for t in todo}) if todo and slurm else []  # reported at the end
     rate = (profile.train_images_per_second, profile.eval_images_per_second)
     print(f"profile {profile.name}: {settings_summary(profile, [t.train for t in tasks])}"
           + (f"; overrides {', '.join(profile.overrides)}" if profile.overrides else ""), file=sys.stderr)
@@ -271,17 +273,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {task.key}  {task.train.summary()}  (+{len(task.evals)} evaluations){busy}")
         return 0
 
-    statuses: list[dict] = []
+    statuses: list[dict] = list(failed_before)
     if todo and not args.collect_only:
         started = time.time()
         try:
             if args.launcher == "inline":
-                statuses = InlineLauncher(args.threads).launch(todo, spec, args.progress)
+                statuses += InlineLauncher(args.threads).launch(todo, spec, args.progress)
             elif args.launcher == "local":
-                statuses = LocalLauncher(args.jobs, args.threads).launch(todo, spec, args.progress)
+                statuses += LocalLauncher(args.jobs, args.threads).launch(todo, spec, args.progress)
             else:
-                statuses = SlurmLauncher(profile.name, args.cluster).launch(todo, spec, f"ifnd-{profile.name}",
-                                                                            wait=args.wait)
+                statuses += SlurmLauncher(profile.name, args.cluster).launch(todo, spec, f"ifnd-{profile.name}",
+                                                                             wait=args.wait)
         except (LaunchError, StoreWriteError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

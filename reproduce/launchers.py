@@ -129,8 +129,14 @@ class SlurmTask:
 
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         sys.path.insert(0, str(PROJECT_ROOT))
-        return execute_task(self.task, self.store, progress=False,
-                            lock=int(os.environ.get("RANK", "0")) == 0)
+        # torch would start one thread per core of the machine, not of the allocation.
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
+        status = execute_task(self.task, self.store, progress=False, threads=threads,
+                              lock=int(os.environ.get("RANK", "0")) == 0)
+        if status["status"] == "failed":  # into the job's log, where the re-run's report points
+            print(describe(status) + ("\n" + status["traceback"] if status.get("traceback") else ""),
+                  file=sys.stderr, flush=True)
+        return status
 
     def checkpoint(self, *args, **kwargs):
         import submitit
@@ -142,20 +148,21 @@ ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"
                  "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 
 
-def _sacct_state(folder: Path, job_id: str) -> str:
-    from submitit.slurm.slurm import SlurmJob
+def _squeue_state(job_id: str) -> str:
+    """The job's state as ``squeue`` prints it (needs no SLURM accounting); raises once it left the queue."""
+    import subprocess
 
-    return str(SlurmJob(folder / "%j", job_id).state).upper()
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise LookupError(f"job {job_id} is not in the queue: {out.stderr.strip()}")
+    return out.stdout.split()[0]
 
 
-def queued_on_slurm(store: StoreSpec, keys: set[str], state_of=None) -> dict[str, str]:
-    """Keys among ``keys`` whose latest SLURM submission is still queued or running: key -> job id.
-
-    Read from ``runs/<profile>/slurm/submitted-*.json``; a state that cannot be read (no ``sacct``
-    here) counts as not queued, so nothing is ever skipped by mistake for long.
-    """
+def _latest_jobs(store: StoreSpec, keys: set[str]) -> tuple[Path, dict[str, dict]]:
+    """The folder of the SLURM records and, for each of ``keys`` submitted there, its latest job
+    (``{"job_id", "key", "label"}``)."""
     folder = Path(store.runs_root) / store.profile / "slurm"
-    latest: dict[str, str] = {}
+    latest: dict[str, dict] = {}
     for record in sorted(folder.glob("submitted-*.json")):
         try:
             data = json.loads(record.read_text())
@@ -165,10 +172,21 @@ def queued_on_slurm(store: StoreSpec, keys: set[str], state_of=None) -> dict[str
             continue
         for job in data.get("jobs", []):
             if job.get("key") in keys:
-                latest[job["key"]] = str(job["job_id"])
-    state_of = state_of or (lambda job_id: _sacct_state(folder, job_id))
+                latest[job["key"]] = job
+    return folder, latest
+
+
+def queued_on_slurm(store: StoreSpec, keys: set[str], state_of=None) -> dict[str, str]:
+    """Keys among ``keys`` whose latest SLURM submission is still queued or running: key -> job id.
+
+    Read from ``runs/<profile>/slurm/submitted-*.json``; a state that cannot be read (no ``squeue``
+    here, or the job has left the queue) counts as not queued, so nothing is ever skipped by mistake.
+    """
+    _, latest = _latest_jobs(store, keys)
+    state_of = state_of or _squeue_state
     queued = {}
-    for key, job_id in latest.items():
+    for key, job in latest.items():
+        job_id = str(job["job_id"])
         try:
             state = state_of(job_id)
         except Exception:
@@ -178,10 +196,50 @@ def queued_on_slurm(store: StoreSpec, keys: set[str], state_of=None) -> dict[str
     return queued
 
 
+def failed_on_slurm(store: StoreSpec, keys: set[str]) -> list[dict]:
+    """Failure statuses of the ``keys`` whose latest SLURM job ended without finishing its task.
+
+    Pass only keys that are not queued (:func:`queued_on_slurm`) and not finished. The error says
+    why (the task's own error, submitit's, or no result at all: cancelled or killed) and where the
+    job's log is.
+    """
+    import pickle
+
+    from submitit.core.utils import JobPaths
+
+    folder, latest = _latest_jobs(store, keys)
+    failures = []
+    for key, job in sorted(latest.items()):
+        job_id = str(job["job_id"])
+        paths = JobPaths(folder / "%j", job_id=job_id, task_id=0)  # task 0: rank 0 of a multi-process job
+        result_file = paths.result_pickle
+        status = {"key": key, "label": job.get("label"), "status": "failed", "trained": False, "evaluated": [],
+                  "seconds": 0.0}
+        try:
+            with open(result_file, "rb") as fh:
+                outcome, value = pickle.load(fh)
+        except FileNotFoundError:
+            status["error"] = "ended without a result (cancelled, or killed by SLURM or the system)"
+        except Exception as err:
+            status["error"] = f"its result {result_file} is unreadable ({type(err).__name__}: {err})"
+        else:
+            if outcome == "success" and isinstance(value, dict):
+                if value.get("status") != "failed":
+                    continue  # finished (or busy elsewhere): not a failure of this job
+                status.update({k: v for k, v in value.items() if k in ("error", "traceback")})
+            else:
+                status["error"] = str(value).strip().splitlines()[-1] if str(value).strip() else str(outcome)
+                status["traceback"] = str(value)
+        status["error"] = f"{status['error']} [SLURM job {job_id}, log {paths.stderr}]"
+        failures.append(status)
+    return failures
+
+
 GENERIC = {"timeout_min": int, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float), "nodes": int,
            "tasks_per_node": int}
 SLURM_ONLY = ("partition", "account", "qos", "constraint", "exclude", "comment", "setup", "array_parallelism",
               "signal_delay_s", "additional_parameters", "mail_type", "mail_user", "gres")
+EXECUTOR_ONLY = {"max_num_timeout": int}  # submitit's SlurmExecutor itself: requeues after a time limit (default 3)
 
 
 def load_cluster_config(path: str | os.PathLike | None, profile: str) -> tuple[dict, Path]:
@@ -202,12 +260,12 @@ def load_cluster_config(path: str | os.PathLike | None, profile: str) -> tuple[d
     if not merged.get("partition"):
         raise LaunchError(f"SLURM config {chosen} has no partition: set partition = \"<your GPU partition>\" "
                           "in its [slurm] table (sinfo lists them)")
-    unknown = sorted(set(merged) - set(GENERIC) - set(SLURM_ONLY))
+    unknown = sorted(set(merged) - set(GENERIC) - set(SLURM_ONLY) - set(EXECUTOR_ONLY))
     if unknown:
         raise LaunchError(f"SLURM config {chosen} has unknown keys {unknown}: valid are "
-                          f"{', '.join(list(GENERIC) + list(SLURM_ONLY))}")
+                          f"{', '.join(list(GENERIC) + list(SLURM_ONLY) + list(EXECUTOR_ONLY))}")
     merged.setdefault("timeout_min", DEFAULT_TIMEOUT_MIN)  # submitit's own default is 5 minutes
-    for key, kind in GENERIC.items():
+    for key, kind in {**GENERIC, **EXECUTOR_ONLY}.items():
         if key in merged and not isinstance(merged[key], kind):
             raise LaunchError(f"SLURM config {chosen}: {key} = {merged[key]!r} must be a number")
     return merged, chosen
@@ -274,7 +332,9 @@ class SlurmLauncher:
         import submitit
 
         folder = self._folder(store)
-        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster,
+                                         **{f"slurm_{k}": self.config[k] for k in EXECUTOR_ONLY
+                                            if k in self.config and self.cluster == "slurm"})
         params = executor_parameters(self.config, name)
         if self.cluster != "slurm":
             params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
@@ -294,10 +354,13 @@ class SlurmLauncher:
             results = []
             for job, task in zip(jobs, tasks):
                 try:
-                    results.append(job.result())
+                    status = job.result()
                 except Exception as err:  # the job failed outside execute_task (e.g. killed, bad environment)
-                    results.append({"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
-                                    "evaluated": [], "error": f"job {job.job_id}: {err}", "seconds": 0.0})
+                    status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
+                              "evaluated": [], "error": f"{type(err).__name__}: {err}", "seconds": 0.0}
+                if status["status"] == "failed":
+                    status["error"] = f"{status['error']} [job {job.job_id}, log {job.paths.stderr}]"
+                results.append(status)
             return results
         return [{"key": task.key, "label": task.train.label, "status": "submitted", "job_id": job.job_id,
                  "trained": False, "evaluated": [], "error": None, "seconds": 0.0} for job, task in zip(jobs, tasks)]

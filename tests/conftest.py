@@ -1,4 +1,6 @@
 """Shared fixtures: tiny real-layout datasets generated on disk, an isolated cache."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -30,3 +32,17 @@ def write_image_folder(root, classes=CLASSES, per_class=12, size=32, splits=("tr
 def tiny_cifar(tmp_path):
     """A CIFAR-10-layout folder with 12 train and 12 test images per class."""
     return write_image_folder(tmp_path / "tiny-cifar")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: needs a running SLURM cluster (scripts/slurm-single-node start)")
+    config.addinivalue_line("markers", "detectron2: needs detectron2 (README, Detection)")
+
+
+def require(problem: str | None) -> None:
+    """Stop a test whose engine is missing: a failure in CI (``CI=true``), a skip with the reason elsewhere."""
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{problem} (CI=true: this test must run)")
+    pytest.skip(problem)

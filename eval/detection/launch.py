@@ -34,9 +34,10 @@ from eval.results import result_record, write_result
 
 DETECTRON2_INSTALL = (
     "detectron2 is not installed (it is not on PyPI). On a machine with CUDA and the project's torch, run\n"
-    "    pip install 'git+https://github.com/facebookresearch/detectron2.git'\n"
-    "(see https://detectron2.readthedocs.io/en/latest/tutorials/install.html; the project's `detection` extra "
-    "only records this dependency), then run this command again.")
+    "    pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'\n"
+    "    pip install -e '.[detection]'\n"
+    "(README, Detection; the `detection` extra pins detectron2's run-time dependencies), then run this command "
+    "again.")
 METRIC_KEYS = {"APbb": "bbox/AP", "APbb50": "bbox/AP50", "APbb75": "bbox/AP75",
                "APmk": "segm/AP", "APmk50": "segm/AP50", "APmk75": "segm/AP75"}
 
