@@ -40,7 +40,7 @@ def loss_only(trainer, reps: int) -> dict:
 
     from ifnd.falseneg.base import ContrastiveBatch, Detector
     from ifnd.frameworks.base import contrastive_loss
-    from ifnd.losses import Pairs
+    from ifnd.pairs import Pairs
 
     cfg = trainer.cfg
     gen = torch.Generator().manual_seed(0)

@@ -18,7 +18,7 @@ from ifnd.data import DATASETS
 from ifnd.falseneg import DETECTORS
 from ifnd.frameworks import FRAMEWORKS
 from ifnd.falseneg.incremental import CONFIDENCES, SCHEMES
-from ifnd.losses import Objective
+from ifnd.pairs import Objective
 from ifnd.models import BACKBONES
 
 MODES = {  # --mode presets: (detector, objective); MODE_SETTINGS adds a mode's other fields

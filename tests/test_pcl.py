@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ifnd.config import ConfigError, TrainConfig, mode_settings
 from ifnd.falseneg.base import ContrastiveBatch
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 from ifnd.falseneg.incremental import AcceptanceSchedule, pcl_concentration
 from ifnd.falseneg.pcl import TABLE7_ROWS, PrototypeDetector, prototype_logits, table7_rows
 from ifnd.frameworks.simclr import SimCLR

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ifnd.losses import Pairs, same_label_pairs
+from ifnd.pairs import Pairs, same_label_pairs
 
 
 @dataclass
@@ -15,7 +15,7 @@ class ContrastiveBatch:
 
     ``logits`` are ``s_ij / T`` for anchors (rows) against candidates (columns);
     ``anchor_index`` / ``candidate_index`` are dataset sample indices (-1: empty queue slot);
-    ``positive`` holds each anchor's own other view(s) as :class:`~ifnd.losses.Pairs`, ``valid``
+    ``positive`` holds each anchor's own other view(s) as :class:`~ifnd.pairs.Pairs`, ``valid``
     (``[A, C]``) the candidates that count at all;
     ``anchor_embedding`` (optional) holds the anchors' unit embeddings ``z`` with gradient, for
     detectors whose ``extra_loss`` needs them (PCL's prototype term).

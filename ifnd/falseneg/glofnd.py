@@ -41,7 +41,7 @@ import torch
 
 from ifnd.distributed import gather, is_distributed
 from ifnd.falseneg.base import ContrastiveBatch, Detector, FeatureFn
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 
 BETA1, BETA2, EPS = 0.9, 0.98, 1e-8
 

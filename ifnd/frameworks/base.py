@@ -9,7 +9,8 @@ from torch import nn
 from ifnd import augment as aug
 from ifnd.falseneg.base import ContrastiveBatch, Detector
 from ifnd.fused_loss import fused_label_loss
-from ifnd.losses import check_kernel_inputs, masked_contrastive_loss, objective_pairs, positive_columns
+from ifnd.losses import check_kernel_inputs, masked_contrastive_loss
+from ifnd.pairs import objective_pairs, positive_columns
 
 
 def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str, kernel: str = "pairs") -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from ifnd.distributed import gather, is_distributed, rank, world_size
 from ifnd.falseneg.base import ContrastiveBatch
 from ifnd.frameworks.base import Framework
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 from ifnd.models import PROJECTION_DIM, Encoder
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ifnd.distributed import gather, gather_with_grad, rank
 from ifnd.falseneg.base import ContrastiveBatch
 from ifnd.frameworks.base import Framework
-from ifnd.losses import same_label_pairs
+from ifnd.pairs import same_label_pairs
 from ifnd.models import Encoder
 
 
