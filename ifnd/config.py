@@ -247,6 +247,22 @@ def differing_fields(a: TrainConfig | dict, b: TrainConfig | dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)))
 
 
+def check_resumable(saved: dict, cfg: TrainConfig, checkpoint: str | Path) -> None:
+    """Refuse to resume ``checkpoint`` (written with config ``saved``) under ``cfg`` when a run-defining
+    field differs; the error names each one. Machine fields (threads, device, ...) may differ."""
+    differing = differing_fields(saved, cfg)
+    if not differing:
+        return
+    old = {**TrainConfig().to_dict(), **current_fields(saved)}
+    changes = ", ".join(f"{k} {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in differing)
+    extend = (" A run cannot be extended to more epochs: its learning-rate and acceptance schedules are "
+              "fractions of its own epochs, so a longer run differs from its first epoch on; train one with the "
+              "new --epochs in a new --run-dir." if "epochs" in differing else "")
+    run_dir = Path(checkpoint).parent.parent
+    raise ConfigError(f"{checkpoint} was written by a run with other settings ({changes}): resume with the run's "
+                      f"own config (--config {run_dir / 'config.json'}) or choose a new --run-dir.{extend}")
+
+
 def recorded_fields(data: dict) -> dict:
     """``data`` with each detector under the fields its runs were recorded (hashed) with, if any."""
     spec = DETECTORS.get(data.get("detector"))
@@ -372,7 +388,7 @@ def flag(name: str) -> str:
 HELP = {
     "run_dir": "where config.json, metrics.jsonl, checkpoints/last.pt and final.json go",
     "dataset": "training data ('folder': an ImageNet-style image folder at --data-root)",
-    "data_root": "where the data set is (default: IFND_DATA_ROOT, then the shared data folder)",
+    "data_root": "where the data set is",
     "train_subset": "train on a class-balanced subset of this many images (0: the whole training split)",
     "label_map": "original class -> label seen by true-label detectors, one entry per class (e.g. a WordNet depth)",
     "framework": "pre-training framework",
@@ -399,7 +415,7 @@ HELP = {
     "moco_momentum": "key encoder momentum m",
     "queue_size": "keys in the queue; a multiple of --batch-size",
     "moco_bn_splits": "shuffled-BN groups of the global batch (MoCo: 8 GPUs)",
-    "blur_p": "Gaussian blur probability (default: 0.5 for MoCo v2 / SwAV from 64 px, else 0)",
+    "blur_p": "Gaussian blur probability of the views",
     "pcl_negatives": "negative prototypes r (-1: every free cluster, at most 16384)",
     "glofnd_alpha": "fraction of each anchor's negatives treated as false negatives",
     "glofnd_lr": "Adam step size of the per-sample thresholds",
@@ -426,7 +442,7 @@ HELP = {
     "device": "auto (CUDA if visible), cpu, cuda, cuda:N",
     "amp": "mixed precision (auto: bf16 on CUDA, off on CPU)",
     "threads": "torch CPU threads (0: torch's default)",
-    "workers": "DataLoader processes for streamed image folders (default: CPU cores, at most 8)",
+    "workers": "DataLoader processes for streamed image folders",
     "knn_every": "kNN monitor every N epochs (0: only at the end)",
     "knn_k": "neighbours of the kNN monitor",
     "progress": "progress bars and one line per epoch on stderr",
@@ -458,7 +474,14 @@ def _groups() -> dict[str, tuple[str, ...]]:
     return groups
 
 
+_DEFAULT_TEXT = {"data_root": "$IFND_DATA_ROOT, then the shared data folder",
+                 "blur_p": "0.5 for MoCo v2 / SwAV from 64 px, else 0",
+                 "workers": f"one per CPU core, at most 8: {default_workers()} here"}
+
+
 def _default_text(f: dataclasses.Field) -> str:
+    if f.name in _DEFAULT_TEXT:
+        return _DEFAULT_TEXT[f.name]
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     if isinstance(default, list):
         return " ".join(map(str, default))

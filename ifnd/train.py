@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ifnd import augment as aug, fused_loss
-from ifnd.config import ConfigError, TrainConfig, config_from_args, current_fields, differing_fields
+from ifnd.config import ConfigError, TrainConfig, check_resumable, config_from_args
 from ifnd.distributed import (average_gradients, broadcast_object, gather, gather_rows, init_from_environment,
                               rank, shard, world_size)
 from ifnd.falseneg import build_detector
@@ -159,15 +159,7 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        differing = differing_fields(state["config"], self.cfg)
-        if differing:
-            old = current_fields(state["config"])
-            changes = ", ".join(f"{k} {old.get(k)!r} -> {getattr(self.cfg, k)!r}" for k in differing)
-            extend = (" A finished run cannot be extended: its learning-rate and acceptance schedules are fractions "
-                      "of its own epochs, so a longer run differs from the first epoch on; train one with the new "
-                      "--epochs in a new --run-dir." if "epochs" in differing else "")
-            raise ConfigError(f"{path} was written by a run with other settings ({changes}): resume with the run's "
-                              f"own config (--config {self.run_dir / 'config.json'}) or choose a new --run-dir.{extend}")
+        check_resumable(state["config"], self.cfg, path)
         self.load_state_dict(state)
         # metrics.jsonl may hold epochs after the checkpoint if the run died between the two writes.
         kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] <= self.epoch]

@@ -85,9 +85,6 @@ class Store:
         atomic_write_json(self.record_path(key), full)
         return self.record_path(key)
 
-    def delete(self, key: str) -> None:
-        self.record_path(key).unlink(missing_ok=True)
-
     def keys(self) -> list[str]:
         return sorted(p.stem for p in self.store_dir.glob("*.json")) if self.store_dir.is_dir() else []
 
