@@ -392,7 +392,7 @@ HELP = {
     "train_subset": "train on a class-balanced subset of this many images (0: the whole training split)",
     "label_map": "original class -> label seen by true-label detectors, one entry per class (e.g. a WordNet depth)",
     "framework": "pre-training framework",
-    "arch": "backbone",
+    "arch": "backbone (convnet4: the small CNN of 2-core CPU runs)",
     "cifar_stem": "3x3 stem without max-pool for 32 px images (CIFAR ResNets)",
     "image_size": "training crop size in pixels",
     "crop_scale_min": "smallest area fraction of the random resized crop",
@@ -400,7 +400,7 @@ HELP = {
     "objective": "what happens to detected false negatives: instance (Eq. 1: nothing detected), elimination "
                  "(Eq. 3: removed from the denominator), attraction (Eq. 4: made positives)",
     "temperature": "contrastive temperature T (MoCo v2's; the paper states none for CIFAR)",
-    "cluster_numbers": "k of each clustering level (App. C, CIFAR-10: 10 30 100)",
+    "cluster_numbers": "k of each clustering level (App. C: 100 300 1000 on CIFAR-100)",
     "refresh_every": "re-cluster every this many epochs (App. C: 20 on CIFAR); must be below --epochs",
     "acceptance_scheme": "how the accepted fraction of pseudo labels grows (Table 6)",
     "acceptance_initial": "accepted fraction at the start",
@@ -490,7 +490,7 @@ def _default_text(f: dataclasses.Field) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ifnd.train",
+        prog="python -m ifnd.train", usage="%(prog)s [--mode MODE] [--config FILE] [--resume] [--FIELD VALUE ...]",
         description="Contrastive pre-training with false-negative detection. Frameworks: " + "; ".join(
             f"{n} ({s.help})" for n, s in FRAMEWORKS.items()) + ". Detectors: " + "; ".join(
             f"{n} ({s.help})" for n, s in DETECTORS.items()) + ".")

@@ -83,7 +83,7 @@ def case_acceptance_rate_outside_unit_interval(tmp_path, tiny_cifar):
 
 
 def case_pcl_r_too_large(tmp_path, tiny_cifar):
-    Trainer(config(tmp_path, tiny_cifar, detector="pcl", cluster_numbers=[50],
+    Trainer(config(tmp_path, tiny_cifar, detector="pcl", cluster_numbers=[50], refresh_every=1,
                    pcl_negatives=30))
 
 

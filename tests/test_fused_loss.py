@@ -86,7 +86,6 @@ def _check(name, logits64, valid, positive, objective, anchor_labels, candidate_
 
 
 def _main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     gen = torch.Generator().manual_seed(0)
     objectives = ("instance", "elimination", "attraction")
 
