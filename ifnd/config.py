@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -280,6 +281,7 @@ def current_fields(data: dict) -> dict:
 
 
 # -- types --------------------------------------------------------------------------------------------
+@functools.cache
 def _field_type(name: str) -> tuple[type, bool, bool]:
     """``(scalar type, is a list, may be None)`` of a TrainConfig field, from its annotation."""
     hint = typing.get_type_hints(TrainConfig)[name]
