@@ -94,7 +94,7 @@ def refresh_call(n: int, ks, timer: PartTimer, features: torch.Tensor):
 def glofnd_section(sizes, reps: int) -> dict:
     """Per-step cost of GloFND's ``false_negatives`` at each N (and IFND's label lookup beside it)."""
     from ifnd.falseneg.glofnd import GloFNDDetector
-    from ifnd.losses import Pairs
+    from ifnd.pairs import Pairs
 
     batch = 256
     gen = torch.Generator().manual_seed(0)

@@ -97,14 +97,14 @@ class Stepper:
 def step_comparison(title: str, framework: str, arch: str, image_size: int, batch: int, ks, n: int, device,
                     quick: bool, reps: int, steps: int) -> dict:
     from ifnd import fused_loss
-    from ifnd.falseneg.base import Detector
+    from ifnd.falseneg.base import NoDetector
 
     gen = torch.Generator().manual_seed(0)
     pool = torch.randint(0, 256, (min(4 * batch, 1024), image_size, image_size, 3), dtype=torch.uint8,
                          generator=gen).to(device)
     dtype = torch.bfloat16
     steppers = {}
-    methods = [("no detection", Detector(), "pairs"), ("IFND", _pseudo_detector(n, ks, gen), "pairs")]
+    methods = [("no detection", NoDetector(), "pairs"), ("IFND", _pseudo_detector(n, ks, gen), "pairs")]
     if device.type == "cuda" and fused_loss.available(device):
         methods.append(("IFND fused", methods[1][1], "fused"))  # --loss-kernel fused
     for mode, detector, kernel in methods:

@@ -11,8 +11,8 @@ Two shapes of the paper:
 Labels are random pseudo labels with half of the samples accepted (the others keep a label of their
 own, as :class:`ifnd.falseneg.incremental.IncrementalDetector` does mid-training). Each timed call
 starts from the logits (a leaf) and ends with their gradient, so it pays what the trainer pays each
-step: the same-label join (:func:`ifnd.losses.same_label_pairs`), the objective's pairs
-(:func:`ifnd.losses.objective_pairs`, elimination) and the kernel's forward and backward.
+step: the same-label join (:func:`ifnd.pairs.same_label_pairs`), the objective's pairs
+(:func:`ifnd.pairs.objective_pairs`, elimination) and the kernel's forward and backward.
 
 Variants (all ratios are over ``infonce``):
 
@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from benchmarks import common
 from ifnd import fused_loss
-from ifnd.losses import Pairs, masked_contrastive_loss, objective_pairs, positive_columns, same_label_pairs
+from ifnd.losses import masked_contrastive_loss
+from ifnd.pairs import Pairs, objective_pairs, positive_columns, same_label_pairs
 
 TEMPERATURE = 0.2
 CASES = {  # name: (anchors' batch, queue, feature dim, cluster numbers)

@@ -16,13 +16,12 @@ from benchmarks import common
 
 
 def build(mode: str, run_dir, args):
-    from ifnd.config import MODES
+    from ifnd.config import mode_settings
     from ifnd.train import Trainer
 
-    detector, objective = MODES[mode]
     overrides = dict(batch_size=args.batch_size) if args.batch_size else {}
-    cfg = common.mini_train_config(run_dir, args.data_root, args.subset, args.threads, detector=detector,
-                                   objective=objective, **overrides)
+    cfg = common.mini_train_config(run_dir, args.data_root, args.subset, args.threads, **mode_settings(mode),
+                                   **overrides)
     trainer = Trainer(cfg)
     trainer.steps_per_epoch = min(trainer.steps_per_epoch, args.steps)
     return trainer
@@ -38,9 +37,9 @@ def loss_only(trainer, reps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from ifnd.falseneg.base import ContrastiveBatch, Detector
+    from ifnd.falseneg.base import ContrastiveBatch, NoDetector
     from ifnd.frameworks.base import contrastive_loss
-    from ifnd.losses import Pairs
+    from ifnd.pairs import Pairs
 
     cfg = trainer.cfg
     gen = torch.Generator().manual_seed(0)
@@ -58,7 +57,7 @@ def loss_only(trainer, reps: int) -> dict:
             contrastive_loss(batch, detector, objective).backward()
         return call
 
-    times = common.interleaved({"simclr": step(Detector(), "instance"), "ifnd": step(trainer.detector, "elimination")},
+    times = common.interleaved({"simclr": step(NoDetector(), "instance"), "ifnd": step(trainer.detector, "elimination")},
                                reps=reps, warmup=2)
     return {k: common.median(t) for k, t in times.items()}
 

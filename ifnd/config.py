@@ -4,44 +4,58 @@ Defaults are the paper's CIFAR pre-training (Appendix C): SimCLR structure, 1000
 1024, SGD lr 0.5 with 10 warm-up epochs then cosine decay, weight decay 1e-4, momentum 0.9;
 pseudo labels re-assigned every 20 epochs at k = {10, 30, 100} (CIFAR-10), accepted linearly
 from 0% to 100% (Sec. 4.1 / Table 6 [g]) with the elimination loss.
+
+This module owns what a config means: which fields define a run (:func:`defining_fields`) and
+which only say how a machine runs it (:data:`MACHINE_FIELDS`); one type parser
+(:func:`parse_field`) for the command line, the harness's ``--set`` and ``config.json``; and the
+validation, which asks each detector's and framework's spec (:mod:`ifnd.falseneg`,
+:mod:`ifnd.frameworks`) what it can do instead of knowing method names.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import os
+import re
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ifnd.data import DATASETS
 from ifnd.falseneg import DETECTORS
-from ifnd.frameworks import FRAMEWORKS
 from ifnd.falseneg.incremental import CONFIDENCES, SCHEMES
-from ifnd.losses import Objective
+from ifnd.frameworks import FRAMEWORKS
 from ifnd.models import BACKBONES
+from ifnd.pairs import Objective
 
-MODES = {  # --mode presets: (detector, objective); MODE_SETTINGS adds a mode's other fields
-    "simclr": ("none", "instance"),             # instance-level learning, Eq. 1 (with any --framework)
-    "supcon": ("true_labels", "attraction"),    # oracle: SupCon's L_out with the true labels
-    "ifnd": ("ifnd", "elimination"),            # the paper's method, Eq. 3
-    "pcl": ("ifnd", "protonce"),                # PCL (Li et al., 2021): ProtoNCE, step warm-up, Eq. 9 (Table 7)
-    "glofnd": ("glofnd", "elimination"),        # GloFND (Balmaseda et al., 2025): learned thresholds
+# --mode presets: the config fields each sets (flags override them). "simclr" is the old name of "instance".
+MODES: dict[str, dict] = {
+    "instance": {"detector": "none", "objective": "instance"},        # Eq. 1: SimCLR, or MoCo v2 with --framework moco
+    "supcon": {"detector": "true_labels", "objective": "attraction"},  # oracle: SupCon's L_out with the true labels
+    "ifnd": {"detector": "ifnd", "objective": "elimination"},          # the paper's method, Eq. 3
+    # PCL (Li et al., 2021): 20 of 200 epochs instance-level, then every label (Table 6 [c]); its Eq. 9 confidence
+    "pcl": {"detector": "pcl", "objective": "instance", "acceptance_scheme": "step", "acceptance_initial": 0.0,
+            "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "pcl"},
+    "glofnd": {"detector": "glofnd", "objective": "elimination"},      # GloFND (Balmaseda et al., 2025)
 }
-MODE_SETTINGS = {  # PCL: 20 of 200 epochs instance-level, then every label (Table 6 [c]); PCL's Eq. 9 confidence
-    "pcl": {"acceptance_scheme": "step", "acceptance_initial": 0.0, "acceptance_final": 1.0,
-            "acceptance_step_at": 0.1, "confidence": "pcl"},
-}
+MODE_ALIASES = {"simclr": "instance"}
 
 
 def mode_settings(mode: str) -> dict:
-    """All config fields a ``--mode`` preset sets."""
-    detector, objective = MODES[mode]
-    return {"detector": detector, "objective": objective, **MODE_SETTINGS.get(mode, {})}
+    """All config fields a ``--mode`` preset (or its alias) sets."""
+    return dict(MODES[MODE_ALIASES.get(mode, mode)])
 
 
 LR_SCHEDULES = ("cosine", "step")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def default_workers() -> int:
+    """DataLoader processes: one per CPU core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 class ConfigError(ValueError):
@@ -54,50 +68,49 @@ class TrainConfig:
     # data
     dataset: str = "cifar10"
     data_root: str | None = None
-    train_subset: int = 0          # 0: the whole training split; else a class-balanced subset
-    label_map: list[int] | None = None  # original class -> label used by true-label detectors
+    train_subset: int = 0
+    label_map: list[int] | None = None
     # model
     framework: str = "simclr"
-    arch: str = "resnet50"         # Sec. 4.1
+    arch: str = "resnet50"
     cifar_stem: bool = True
     image_size: int = 32
     crop_scale_min: float = 0.2
     # method: which false negatives are detected and how they are removed
     detector: str = "none"
     objective: str = "instance"
-    temperature: float = 0.2       # MoCo v2's; the paper states no CIFAR temperature
-    cluster_numbers: list[int] = field(default_factory=lambda: [10, 30, 100])  # App. C, CIFAR-10
-    acceptance_scheme: str = "linear"   # Sec. 4.1 / Table 6 [g]
+    temperature: float = 0.2
+    cluster_numbers: list[int] = field(default_factory=lambda: [10, 30, 100])
+    acceptance_scheme: str = "linear"
     acceptance_initial: float = 0.0
     acceptance_final: float = 1.0
-    acceptance_step_at: float = 0.1     # Table 6 [c]: step at epoch 100 of 1000
-    refresh_every: int = 20             # App. C: every 20 epochs on CIFAR
-    confidence: str = "ifnd"            # Eq. 2; "pcl" = PCL's Eq. 9 (Table 7)
-    cluster_on: str = "projection"      # "projection" (z, PCL's code) or "backbone" (f(i), Sec. 3.2)
-    cluster_features: str = "extract"   # "extract": a pass over the training set at each refresh (paper);
-                                        # "bank": each sample's z from its latest training step (no pass)
+    acceptance_step_at: float = 0.1
+    refresh_every: int = 20
+    confidence: str = "ifnd"
+    cluster_on: str = "projection"
+    cluster_features: str = "extract"
     kmeans_backend: str = "auto"
-    loss_kernel: str = "pairs"          # "fused": ifnd/fused_loss.py, two Triton passes for label detectors (CUDA)
-    # MoCo v2 (framework=moco; Sec. 4.1 / App. C ImageNet, Table 8)
-    moco_momentum: float = 0.999        # key encoder: theta_k <- m theta_k + (1 - m) theta_q
-    queue_size: int = 65536             # keys (with their sample indices); a multiple of batch_size
-    moco_bn_splits: int = 8             # shuffled-BN groups of the global batch (MoCo: 8 GPUs)
-    blur_p: float | None = None         # Gaussian blur probability; None: 0.5 for moco/swav from 64 px, else 0
-    # PCL's ProtoNCE (objective=protonce; Table 7)
-    pcl_negatives: int = -1             # r negative prototypes; -1: every free cluster, at most 16384
-    # GloFND (detector=glofnd; authors' README defaults)
-    glofnd_alpha: float = 0.01          # fraction of each anchor's negatives above its threshold
-    glofnd_lr: float = 0.05             # Adam step size of the per-sample thresholds
-    glofnd_start_epoch: int = 70        # nothing removed before (thresholds learned from epoch 0)
-    # SwAV (framework=swav; App. F, Table 8: 2x160 + 4x96 on ImageNet, scaled to CIFAR's 32 px)
+    loss_kernel: str = "pairs"
+    # MoCo v2
+    moco_momentum: float = 0.999
+    queue_size: int = 65536
+    moco_bn_splits: int = 8
+    blur_p: float | None = None
+    # PCL
+    pcl_negatives: int = -1
+    # GloFND (authors' README defaults)
+    glofnd_alpha: float = 0.01
+    glofnd_lr: float = 0.05
+    glofnd_start_epoch: int = 70
+    # SwAV (App. F, Table 8: 2x160 + 4x96 on ImageNet, scaled to CIFAR's 32 px)
     swav_prototypes: int = 3000
     swav_crop_sizes: list[int] = field(default_factory=lambda: [32, 16])
     swav_crop_counts: list[int] = field(default_factory=lambda: [2, 4])
     swav_crop_min_scale: list[float] = field(default_factory=lambda: [0.14, 0.05])
     swav_crop_max_scale: list[float] = field(default_factory=lambda: [1.0, 0.14])
-    swav_epsilon: float = 0.05          # Sinkhorn-Knopp regularisation
+    swav_epsilon: float = 0.05
     swav_sinkhorn_iters: int = 3
-    swav_queue_size: int = 3840         # embeddings kept per assignment crop; 0: no queue
+    swav_queue_size: int = 3840
     swav_queue_start_epoch: int = 15
     swav_freeze_prototypes_iters: int = 313
     # optimisation (App. C, CIFAR)
@@ -108,26 +121,24 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 10
     lr_schedule: str = "cosine"
-    lr_steps: list[int] = field(default_factory=lambda: [120, 160])  # App. C, ImageNet (x0.1)
+    lr_steps: list[int] = field(default_factory=lambda: [120, 160])
     # running
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
-    threads: int = 0               # torch CPU threads; 0 keeps torch's default
-    workers: int = 8               # DataLoader processes for streamed image folders (dataset=folder)
-    knn_every: int = 0             # kNN monitor every N epochs (0: only at the end)
+    threads: int = 0
+    workers: int = field(default_factory=default_workers)
+    knn_every: int = 0
     knn_k: int = 200
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
+        """Check every field (types, ranges, what the detector and framework can do); returns self."""
+        for f in fields(self):
+            parse_field(f.name, getattr(self, f.name))
         for name, options in field_choices().items():
             if getattr(self, name) not in options:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(options)}")
-        if (self.detector == "none") != (self.objective == "instance"):
-            raise ConfigError(
-                f"detector {self.detector!r} with objective {self.objective!r} makes no sense: the instance "
-                "objective detects nothing, and a detector needs 'elimination' or 'attraction' "
-                f"(presets: {', '.join(f'--mode {m}' for m in MODES)})")
         for name in ("acceptance_initial", "acceptance_final", "acceptance_step_at"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} is outside [0, 1]: acceptance rates are fractions")
@@ -148,94 +159,196 @@ class TrainConfig:
             raise ConfigError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1]")
         if self.blur_p is not None and not 0.0 <= self.blur_p <= 1.0:
             raise ConfigError(f"blur_p={self.blur_p} is outside [0, 1]: it is a probability (MoCo v2 / SwAV: 0.5)")
-        self._validate_methods()
-        if self.framework == "moco":
-            self._validate_moco()
-        if self.framework == "swav":
-            self._validate_swav()
+        self._validate_method()
         return self
 
-    def _validate_methods(self) -> None:
-        from ifnd.falseneg.pcl import negatives_problem
-
-        if self.objective == "protonce":
-            if self.detector != "ifnd":
-                raise ConfigError(f"objective 'protonce' needs the clustering detector 'ifnd' (its centroids are "
-                                  f"PCL's prototypes), not {self.detector!r}: use --mode pcl or --detector ifnd")
-            problem = negatives_problem(self.pcl_negatives, self.cluster_numbers, self.batch_size)
+    def _validate_method(self) -> None:
+        """The detector, the objective and the framework together, from what their specs declare."""
+        detector, framework = DETECTORS[self.detector], FRAMEWORKS[self.framework]
+        presets = ", ".join(f"--mode {m}" for m in MODES)
+        if self.objective not in detector.objectives:
+            raise ConfigError(f"detector {detector.name!r} serves objective {' or '.join(detector.objectives)}, not "
+                              f"{self.objective!r}: use --objective {detector.objectives[0]} (presets: {presets})")
+        if self.objective not in framework.objectives:
+            able = [n for n, f in FRAMEWORKS.items() if self.objective in f.objectives]
+            raise ConfigError(f"framework {framework.name!r} cannot train objective {self.objective!r} (it trains "
+                              f"{', '.join(framework.objectives)}): use another --objective, or --framework "
+                              f"{' / '.join(able)}")
+        if framework.label_detectors_only and not detector.label_based:
+            able = [n for n, d in DETECTORS.items() if d.label_based]
+            raise ConfigError(f"framework {framework.name!r} reads the detector's labels, and detector "
+                              f"{detector.name!r} has none: use --detector {' / '.join(able)}")
+        if detector.extra_loss and not framework.contrastive:
+            able = [n for n, f in FRAMEWORKS.items() if f.contrastive]
+            raise ConfigError(f"detector {detector.name!r} adds a loss on the anchors' embeddings, which framework "
+                              f"{framework.name!r} has not: use --framework {' / '.join(able)}")
+        if self.loss_kernel == "fused" and not (framework.contrastive and detector.label_based):
+            what = (f"framework {framework.name!r} has no contrastive logits" if not framework.contrastive else
+                    f"detector {detector.name!r} does not detect by labels")
+            raise ConfigError(f"loss_kernel='fused' cannot serve this run ({what}): use --loss-kernel pairs")
+        if detector.refreshes and self.refresh_every >= self.epochs:
+            raise ConfigError(
+                f"detector {detector.name!r} re-detects every refresh_every={self.refresh_every} epochs, but the run "
+                f"has epochs={self.epochs}: it would never detect a false negative and train the instance loss "
+                f"(--mode instance); use refresh_every < epochs (App. C: 20 of 1000 epochs), e.g. --refresh-every "
+                f"{max(1, round(self.epochs * 0.02))}")
+        for spec in (detector, framework):
+            problem = spec.check(self)
             if problem:
                 raise ConfigError(problem)
-        elif self.pcl_negatives < -1:
-            raise ConfigError(f"pcl_negatives={self.pcl_negatives}: use a count >= 0, or -1 for every free cluster")
-        if self.cluster_features == "bank" and self.cluster_on != "projection":
-            raise ConfigError("cluster_features='bank' keeps the projections z the training steps compute, so it "
-                              "needs cluster_on='projection' (or use cluster_features='extract' for backbone features)")
-        if self.detector == "glofnd":
-            if not 0.0 < self.glofnd_alpha < 1.0:
-                raise ConfigError(f"glofnd_alpha={self.glofnd_alpha} must be in (0, 1): the fraction of each "
-                                  "anchor's negatives treated as false negatives (GloFND: 0.01)")
-            if not self.glofnd_lr > 0:
-                raise ConfigError(f"glofnd_lr={self.glofnd_lr} must be positive (GloFND: 0.05)")
-            if not 0 <= self.glofnd_start_epoch < self.epochs:
-                raise ConfigError(f"glofnd_start_epoch={self.glofnd_start_epoch} must be in [0, epochs={self.epochs}): "
-                                  "before it nothing is removed, so GloFND would never act; lower "
-                                  "--glofnd-start-epoch (GloFND: 70 of 200 epochs)")
-
-    def _validate_moco(self) -> None:
-        from ifnd.frameworks.moco import queue_size_problem
-
-        problem = queue_size_problem(self.queue_size, self.batch_size)
-        if problem:
-            raise ConfigError(problem)
-        if not 0.0 <= self.moco_momentum < 1.0:
-            raise ConfigError(f"moco_momentum={self.moco_momentum} must be in [0, 1) (MoCo: 0.999)")
-        if self.moco_bn_splits < 1 or self.batch_size % self.moco_bn_splits:
-            raise ConfigError(f"moco_bn_splits={self.moco_bn_splits} must be >= 1 and divide batch_size="
-                              f"{self.batch_size} (each group is one emulated GPU of MoCo's shuffled BN)")
-
-    def _validate_swav(self) -> None:
-        crops = (self.swav_crop_sizes, self.swav_crop_counts, self.swav_crop_min_scale, self.swav_crop_max_scale)
-        if len({len(c) for c in crops}) != 1 or not self.swav_crop_sizes:
-            raise ConfigError("swav_crop_sizes, swav_crop_counts, swav_crop_min_scale and swav_crop_max_scale "
-                              "need one entry per crop group (App. F: sizes 160 96, counts 2 4, min scales "
-                              "0.14 0.05, max scales 1 0.14)")
-        if self.swav_crop_counts[0] < 2 or min(self.swav_crop_counts) < 1:
-            raise ConfigError(f"swav_crop_counts={self.swav_crop_counts}: the first group needs at least 2 crops "
-                              "(SwAV computes codes on two large crops) and every group at least 1")
-        if min(self.swav_crop_sizes) < 4:
-            raise ConfigError(f"swav_crop_sizes={self.swav_crop_sizes}: crops need at least 4 pixels")
-        for lo, hi in zip(self.swav_crop_min_scale, self.swav_crop_max_scale):
-            if not 0 < lo <= hi <= 1:
-                raise ConfigError(f"swav crop scales ({lo}, {hi}) must satisfy 0 < min <= max <= 1")
-        if self.swav_prototypes < 1 or self.swav_sinkhorn_iters < 1 or not self.swav_epsilon > 0:
-            raise ConfigError("swav_prototypes and swav_sinkhorn_iters must be >= 1 and swav_epsilon > 0 "
-                              "(SwAV: 3000 prototypes, 3 iterations, epsilon 0.05)")
-        if self.swav_queue_size and self.swav_queue_size < self.batch_size:
-            raise ConfigError(f"swav_queue_size={self.swav_queue_size} is smaller than the batch size "
-                              f"{self.batch_size}: the queue keeps past batches, so use at least "
-                              f"--swav-queue-size {self.batch_size} (SwAV: 3840 at batch 256), or 0 for none")
-        if self.swav_queue_start_epoch < 0 or self.swav_freeze_prototypes_iters < 0:
-            raise ConfigError("swav_queue_start_epoch and swav_freeze_prototypes_iters must be >= 0")
-        if self.detector == "glofnd":
-            raise ConfigError("framework swav averages embeddings by pseudo label (App. F); detector 'glofnd' has "
-                              "no labels: use --mode ifnd (or simclr / supcon) with --framework swav")
-        if self.objective == "protonce":
-            raise ConfigError("objective 'protonce' needs a contrastive framework (simclr or moco), not swav")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict, source: str = "") -> "TrainConfig":
+        """A config from a dict of fields (unset ones keep their defaults); every value type-checked.
+
+        ``source`` (e.g. the config.json's path) is named in errors. Fields a detector was recorded
+        under before it had a name of its own (:attr:`DetectorSpec.recorded_as`) are read as that detector.
+        """
+        where = f"{source}: " if source else ""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}a config is a JSON object of fields, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown config keys {unknown}: valid keys are {sorted(known)}")
-        return cls(**data)
+            raise ConfigError(f"{where}unknown config keys {unknown}: valid keys are {sorted(known)}")
+        data = current_fields(data)
+        return cls(**{name: parse_field(name, value, source) for name, value in data.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as err:
+            raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from err
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config {path} is not valid JSON ({err.msg} at line {err.lineno}, column "
+                              f"{err.colno}): fix or regenerate it") from err
+        return cls.from_dict(data, str(path))
+
+
+# -- which fields define a run -----------------------------------------------------------------------
+MACHINE_FIELDS = ("run_dir", "progress", "threads", "device", "data_root", "loss_kernel", "workers")
+"""Fields that only say how a machine runs a run (where, with what resources, which of two kernels
+that compute the same loss): the same run on a laptop and on a cluster differs only in these."""
+
+
+def defining_fields(cfg: TrainConfig | dict) -> dict:
+    """The fields that define a run: all but :data:`MACHINE_FIELDS` (a resumed run must match them)."""
+    data = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
+    return {k: v for k, v in data.items() if k not in MACHINE_FIELDS}
+
+
+def differing_fields(a: TrainConfig | dict, b: TrainConfig | dict) -> list[str]:
+    """The run-defining fields on which two configs differ (sorted)."""
+    a, b = current_fields(defining_fields(a)), current_fields(defining_fields(b))
+    defaults = TrainConfig().to_dict()
+    return sorted(k for k in set(a) | set(b) if a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)))
+
+
+def check_resumable(saved: dict, cfg: TrainConfig, checkpoint: str | Path) -> None:
+    """Refuse to resume ``checkpoint`` (written with config ``saved``) under ``cfg`` when a run-defining
+    field differs; the error names each one. Machine fields (threads, device, ...) may differ."""
+    differing = differing_fields(saved, cfg)
+    if not differing:
+        return
+    old = {**TrainConfig().to_dict(), **current_fields(saved)}
+    changes = ", ".join(f"{k} {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in differing)
+    extend = (" A run cannot be extended to more epochs: its learning-rate and acceptance schedules are "
+              "fractions of its own epochs, so a longer run differs from its first epoch on; train one with the "
+              "new --epochs in a new --run-dir." if "epochs" in differing else "")
+    run_dir = Path(checkpoint).parent.parent
+    raise ConfigError(f"{checkpoint} was written by a run with other settings ({changes}): resume with the run's "
+                      f"own config (--config {run_dir / 'config.json'}) or choose a new --run-dir.{extend}")
+
+
+def recorded_fields(data: dict) -> dict:
+    """``data`` with each detector under the fields its runs were recorded (hashed) with, if any."""
+    spec = DETECTORS.get(data.get("detector"))
+    if spec is None or not spec.recorded_as or data.get("objective", "instance") not in spec.objectives:
+        return dict(data)
+    return {**data, **spec.recorded_as}
+
+
+def current_fields(data: dict) -> dict:
+    """The inverse of :func:`recorded_fields`: old fields (e.g. ``objective: protonce``) as today's detector."""
+    for spec in DETECTORS.values():
+        if spec.recorded_as and all(data.get(k) == v for k, v in spec.recorded_as.items()):
+            return {**data, "detector": spec.name, "objective": spec.objectives[0]}
+    return dict(data)
+
+
+# -- types --------------------------------------------------------------------------------------------
+@functools.cache
+def _field_type(name: str) -> tuple[type, bool, bool]:
+    """``(scalar type, is a list, may be None)`` of a TrainConfig field, from its annotation."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(scalar: type, is_list: bool, optional: bool) -> str:
+    what = f"a list of {_TYPE_NAMES[scalar].split(' ', 1)[1]}s" if is_list and scalar is not bool else \
+        _TYPE_NAMES[scalar]
+    return what + (" or null" if optional else "")
+
+
+def _scalar(scalar: type, value, text: bool):
+    """``value`` as ``scalar``, or raise TypeError/ValueError."""
+    if text and isinstance(value, str):
+        if scalar is bool:
+            lowered = value.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        return scalar(value.strip()) if scalar is not str else value
+    if scalar is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, scalar) and not (scalar is int and isinstance(value, bool)):
+        return value
+    raise TypeError(value)
+
+
+def parse_field(name: str, value, where: str = "", text: bool = False):
+    """A TrainConfig field's value, type-checked: from config.json or ``--set`` (JSON values), or with
+    ``text`` from the command line (strings: ``"0.1"``, ``"true"``, ``"10,30,100"``, ``"null"``).
+
+    ``where`` names the source in the error (a flag such as ``--lr``, ``--set lr``, or a file).
+    Integers are accepted for float fields (and returned as floats); nothing else is converted
+    unless ``text``. Raises :class:`ConfigError` naming the field, the expected type and ``where``.
+    """
+    if name not in {f.name for f in fields(TrainConfig)}:
+        raise ConfigError(f"{where + ': ' if where else ''}unknown config key {name!r}")
+    scalar, is_list, optional = _field_type(name)
+    try:
+        if text and isinstance(value, str) and value.strip().lower() in ("null", "none") and optional:
+            return None
+        if value is None and optional:
+            return None
+        if is_list:
+            if text and isinstance(value, str):
+                stripped = value.strip()
+                value = json.loads(stripped) if stripped.startswith("[") else \
+                    [part for part in re.split(r"[,\s]+", stripped) if part]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(value)
+            return [_scalar(scalar, v, text) for v in value]
+        return _scalar(scalar, value, text)
+    except (TypeError, ValueError, json.JSONDecodeError):
+        source = f" ({where})" if where else ""
+        raise ConfigError(f"{name}={value!r}{source}: expected {_expected(scalar, is_list, optional)}") from None
 
 
 def field_choices() -> dict[str, tuple[str, ...]]:
@@ -247,51 +360,200 @@ def field_choices() -> dict[str, tuple[str, ...]]:
             "kmeans_backend": ("auto", "faiss", "torch"), "loss_kernel": ("pairs", "fused")}
 
 
-def _arg_type(annotation: str):
-    if "list[int]" in annotation:
-        return int, "+"
-    if "list[float]" in annotation:
-        return float, "+"
-    if annotation.startswith("int"):
-        return int, None
-    if annotation.startswith("float") or annotation.startswith("Optional[float]"):
-        return float, None
-    return str, None
+# -- schedule ---------------------------------------------------------------------------------------
+def rescale_schedule(config: dict, base: dict, explicit: set[str]) -> tuple[dict, list[str]]:
+    """After ``epochs`` changed from ``base``: warm-up, refresh period and lr steps at the same fraction
+    of training, unless set in ``explicit``. Returns (config, one "field old -> new" per change)."""
+    config = dict(config)
+    base_epochs = base.get("epochs", TrainConfig.epochs)
+    if "epochs" not in explicit or config["epochs"] == base_epochs or config["epochs"] < 1:
+        return config, []
+    ratio = config["epochs"] / base_epochs
+    wanted = {"warmup_epochs": min(round(base.get("warmup_epochs", TrainConfig.warmup_epochs) * ratio),
+                                   config["epochs"] - 1),
+              "refresh_every": max(1, round(base.get("refresh_every", TrainConfig.refresh_every) * ratio))}
+    if base.get("lr_schedule") == "step":
+        wanted["lr_steps"] = [max(1, round(s * ratio)) for s in base.get("lr_steps", [])]
+    changes = []
+    for name, value in wanted.items():
+        if name not in explicit and config.get(name) != value:
+            changes.append(f"{name} {config.get(name)} -> {value}")
+            config[name] = value
+    return config, changes
+
+
+# -- command line -------------------------------------------------------------------------------------
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+HELP = {
+    "run_dir": "where config.json, metrics.jsonl, checkpoints/last.pt and final.json go",
+    "dataset": "training data ('folder': an ImageNet-style image folder at --data-root)",
+    "data_root": "where the data set is",
+    "train_subset": "train on a class-balanced subset of this many images (0: the whole training split)",
+    "label_map": "original class -> label seen by true-label detectors, one entry per class (e.g. a WordNet depth)",
+    "framework": "pre-training framework",
+    "arch": "backbone (convnet4: the small CNN of 2-core CPU runs)",
+    "cifar_stem": "3x3 stem without max-pool for 32 px images (CIFAR ResNets)",
+    "image_size": "training crop size in pixels",
+    "crop_scale_min": "smallest area fraction of the random resized crop",
+    "detector": "false-negative detector (see the detector groups below)",
+    "objective": "what happens to detected false negatives: instance (Eq. 1: nothing detected), elimination "
+                 "(Eq. 3: removed from the denominator), attraction (Eq. 4: made positives)",
+    "temperature": "contrastive temperature T (MoCo v2's; the paper states none for CIFAR)",
+    "cluster_numbers": "k of each clustering level (App. C: 100 300 1000 on CIFAR-100)",
+    "refresh_every": "re-cluster every this many epochs (App. C: 20 on CIFAR); must be below --epochs",
+    "acceptance_scheme": "how the accepted fraction of pseudo labels grows (Table 6)",
+    "acceptance_initial": "accepted fraction at the start",
+    "acceptance_final": "accepted fraction at the end",
+    "acceptance_step_at": "fraction of training where the step scheme switches (Table 6 [c]: 0.1)",
+    "confidence": "how pseudo labels are ranked: ifnd (Eq. 2) or pcl (PCL's Eq. 9)",
+    "cluster_on": "features clustered: projection (z, PCL's code) or backbone (f(i), Sec. 3.2)",
+    "cluster_features": "extract (a pass over the training set per refresh, the paper) or bank (each sample's z "
+                        "from its latest step)",
+    "kmeans_backend": "k-means implementation (auto: faiss if installed)",
+    "loss_kernel": "pairs (any device) or fused (two Triton passes, CUDA, label-based detectors)",
+    "moco_momentum": "key encoder momentum m",
+    "queue_size": "keys in the queue; a multiple of --batch-size",
+    "moco_bn_splits": "shuffled-BN groups of the global batch (MoCo: 8 GPUs)",
+    "blur_p": "Gaussian blur probability of the views",
+    "pcl_negatives": "negative prototypes r (-1: every free cluster, at most 16384)",
+    "glofnd_alpha": "fraction of each anchor's negatives treated as false negatives",
+    "glofnd_lr": "Adam step size of the per-sample thresholds",
+    "glofnd_start_epoch": "nothing is removed before this epoch (thresholds are learned from epoch 0)",
+    "swav_prototypes": "number of prototypes",
+    "swav_crop_sizes": "crop size of each crop group (App. F: 160 96)",
+    "swav_crop_counts": "crops per group (App. F: 2 4)",
+    "swav_crop_min_scale": "smallest area fraction per group",
+    "swav_crop_max_scale": "largest area fraction per group",
+    "swav_epsilon": "Sinkhorn-Knopp regularisation",
+    "swav_sinkhorn_iters": "Sinkhorn-Knopp iterations",
+    "swav_queue_size": "embeddings kept per assignment crop (0: no queue)",
+    "swav_queue_start_epoch": "first epoch that uses the queue",
+    "swav_freeze_prototypes_iters": "steps before the prototypes start to learn",
+    "epochs": "training epochs (warm-up and refresh period follow it in proportion unless given)",
+    "batch_size": "global batch size",
+    "lr": "peak learning rate (SGD)",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
+    "warmup_epochs": "linear warm-up epochs; must be below --epochs",
+    "lr_schedule": "after warm-up: cosine decay, or x0.1 at --lr-steps",
+    "lr_steps": "epochs where the step schedule multiplies the lr by 0.1",
+    "seed": "seed of the initialisation, data order and augmentations",
+    "device": "auto (CUDA if visible), cpu, cuda, cuda:N",
+    "amp": "mixed precision (auto: bf16 on CUDA, off on CPU)",
+    "threads": "torch CPU threads (0: torch's default)",
+    "workers": "DataLoader processes for streamed image folders",
+    "knn_every": "kNN monitor every N epochs (0: only at the end)",
+    "knn_k": "neighbours of the kNN monitor",
+    "progress": "progress bars and one line per epoch on stderr",
+}
+_GROUPS = {
+    "data": ("dataset", "data_root", "train_subset", "label_map"),
+    "model": ("framework", "arch", "cifar_stem", "image_size", "crop_scale_min", "blur_p"),
+    "method": ("detector", "objective", "temperature", "loss_kernel"),
+    "optimisation": ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "lr_schedule",
+                     "lr_steps"),
+    "running": ("run_dir", "seed", "device", "amp", "threads", "workers", "knn_every", "knn_k", "progress"),
+}
+
+
+def _groups() -> dict[str, tuple[str, ...]]:
+    """``--help`` groups: general ones, then each detector's and framework's own fields (from its spec)."""
+    groups = {"data": _GROUPS["data"], "model": _GROUPS["model"], "method": _GROUPS["method"]}
+    taken = set().union(*_GROUPS.values())
+    for kind, registry in (("detector", DETECTORS), ("framework", FRAMEWORKS)):
+        for spec in registry.values():
+            own = tuple(f for f in spec.fields if f not in taken)
+            taken.update(own)
+            if own:
+                groups[f"{kind} {spec.name}: {spec.help}"] = own
+    groups["optimisation"], groups["running"] = _GROUPS["optimisation"], _GROUPS["running"]
+    rest = tuple(f.name for f in fields(TrainConfig) if f.name not in taken)
+    if rest:
+        groups["other"] = rest
+    return groups
+
+
+_DEFAULT_TEXT = {"data_root": "$IFND_DATA_ROOT, then the shared data folder",
+                 "blur_p": "0.5 for MoCo v2 / SwAV from 64 px, else 0",
+                 "workers": f"one per CPU core, at most 8: {default_workers()} here"}
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.name in _DEFAULT_TEXT:
+        return _DEFAULT_TEXT[f.name]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(default, list):
+        return " ".join(map(str, default))
+    return str(default)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ifnd.train",
-        description="Contrastive pre-training with false-negative detection: frameworks SimCLR / MoCo v2 / SwAV; "
-                    "methods SimCLR (instance), SupCon oracle, IFND, PCL, GloFND.")
-    parser.add_argument("--mode", choices=sorted(MODES),
-                        help="preset (flags override it): " + "; ".join(
-                            f"{m} = " + " ".join(f"{k}={v}" for k, v in mode_settings(m).items()) for m in MODES))
-    parser.add_argument("--config", help="a config.json to start from (flags override it)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt if present")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        annotation = str(hints[f.name])
-        if hints[f.name] is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {f.default})")
-            continue
-        choices = field_choices().get(f.name)
-        arg_type, nargs = _arg_type(annotation.replace("typing.", "").replace("<class '", "").replace("'>", ""))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument(flag, type=arg_type, nargs=nargs, default=None, choices=choices,
-                            help=f"(default {default})")
+        prog="python -m ifnd.train", usage="%(prog)s [--mode MODE] [--config FILE] [--resume] [--FIELD VALUE ...]",
+        description="Contrastive pre-training with false-negative detection. Frameworks: " + "; ".join(
+            f"{n} ({s.help})" for n, s in FRAMEWORKS.items()) + ". Detectors: " + "; ".join(
+            f"{n} ({s.help})" for n, s in DETECTORS.items()) + ".")
+    start = parser.add_argument_group("start")
+    start.add_argument("--mode", choices=list(MODES) + list(MODE_ALIASES), metavar="MODE",
+                       help="preset, flags override it: " + "; ".join(
+                           f"{m} = " + " ".join(f"{k}={v}" for k, v in mode_settings(m).items()) for m in MODES)
+                       + "; " + "; ".join(f"{a} = {m}" for a, m in MODE_ALIASES.items()))
+    start.add_argument("--config", help="a config.json to start from (flags override it)")
+    start.add_argument("--resume", action="store_true",
+                       help="continue RUN_DIR/checkpoints/last.pt; the run-defining fields must match the run's")
+    by_name = {f.name: f for f in fields(TrainConfig)}
+    choices = field_choices()
+    for title, names in _groups().items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            f = by_name[name]
+            scalar, is_list, _ = _field_type(name)
+            text = HELP[name] + f" (default: {_default_text(f)})"
+            if scalar is bool:
+                group.add_argument(flag(name), action=argparse.BooleanOptionalAction, default=None, help=text)
+            elif name in choices:
+                group.add_argument(flag(name), default=None, choices=choices[name], help=text)
+            else:
+                metavar = {int: "N", float: "X", str: "TEXT"}[scalar]
+                group.add_argument(flag(name), default=None, nargs="+" if is_list else None, metavar=metavar,
+                                   help=text)
     return parser
 
 
+def with_flags(message: str) -> str:
+    """A config error as the command line reads it: the flags of the fields it names."""
+    names = [f.name for f in fields(TrainConfig) if re.search(rf"\b{f.name}=", message)]
+    missing = [flag(n) for n in names if flag(n) not in message]
+    return message + (f" [{', '.join(missing)}]" if missing else "")
+
+
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
-    """Parse the CLI into a validated config; returns (config, resume)."""
+    """Parse the CLI into a validated config; returns (config, resume).
+
+    ``--epochs`` without ``--warmup-epochs`` / ``--refresh-every`` rescales them in proportion to the
+    starting config (:func:`rescale_schedule`) and says so on stderr.
+    """
+    import sys
+
     args = build_parser().parse_args(argv)
-    base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
-    if args.mode:
-        base.update(mode_settings(args.mode))
-    for f in fields(TrainConfig):
-        value = getattr(args, f.name)
-        if value is not None:
-            base[f.name] = value
-    return TrainConfig.from_dict(base).validate(), args.resume
+    try:
+        base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
+        start = dict(base)
+        if args.mode:
+            start.update(mode_settings(args.mode))
+        explicit = set()
+        for f in fields(TrainConfig):
+            value = getattr(args, f.name)
+            if value is not None:
+                start[f.name] = parse_field(f.name, value, flag(f.name), text=True)
+                explicit.add(f.name)
+        start, changes = rescale_schedule(start, base, explicit)
+        if changes:
+            print(f"--epochs {start['epochs']}: {', '.join(changes)} (the same fraction of training as the "
+                  f"starting config's {base['epochs']} epochs; give the flags to choose)", file=sys.stderr)
+        return TrainConfig.from_dict(start).validate(), args.resume
+    except ConfigError as err:
+        raise ConfigError(with_flags(str(err))) from None

@@ -16,10 +16,12 @@ by the host (one scalar). Runs on CUDA tensors, or on CPU tensors under ``TRITON
 from __future__ import annotations
 
 import os
+from enum import IntEnum
 
 import torch
 
-from ifnd.losses import Objective, stored_gradient
+from ifnd.losses import stored_gradient
+from ifnd.pairs import Objective
 
 try:
     import triton
@@ -27,7 +29,37 @@ try:
 except ImportError:  # a CPU-only install: the pair path serves every device
     triton = None
 
-MODES = {"instance": 0, "protonce": 0, "elimination": 1, "attraction": 2}  # ProtoNCE's contrastive term is the instance loss
+
+
+class Mode(IntEnum):
+    """What the kernels do with same-label candidates (the ``MODE`` constexpr of both passes)."""
+
+    INSTANCE = 0     # nothing: every valid candidate in the denominator, the instance positives only
+    ELIMINATION = 1  # out of their level's denominator (Eq. 3)
+    ATTRACTION = 2   # among their level's positives (Eq. 4)
+
+
+MODES = {Objective.INSTANCE: Mode.INSTANCE, Objective.ELIMINATION: Mode.ELIMINATION,
+         Objective.ATTRACTION: Mode.ATTRACTION}
+
+
+class Stat(IntEnum):
+    """Columns of pass 1's per-row statistics: four scalars, then three blocks of ``LEVELS_P2`` (one per level)."""
+
+    MAX = 0          # the online maximum m of the row's valid logits
+    TOTAL = 1        # sum of exp(l - m) over the valid candidates
+    POS_COUNT = 2    # number of instance positives
+    POS_SUM = 3      # sum of their logits
+    KEPT = 4         # block: per level, sum of exp(l - m) over the kept candidates
+    # then SAME_COUNT (per level, same-label candidates) at KEPT + LEVELS_P2,
+    # and SAME_SUM (their logit sums) at KEPT + 2 * LEVELS_P2
+
+
+def stat_columns(levels_p2: int) -> int:
+    """Width of the statistics table for ``levels_p2`` (a power of two >= the levels)."""
+    return Stat.KEPT + 3 * levels_p2
+
+
 _BLOCK = 1024
 
 
@@ -38,6 +70,8 @@ def available(device: torch.device) -> bool:
 
 if triton is not None:
     _FLOOR = tl.constexpr(-3.0e38)  # the running maximum starts finite: rows without a valid candidate stay NaN-free
+    _INSTANCE, _ELIMINATION, _ATTRACTION = (tl.constexpr(int(m)) for m in Mode)
+    _MAX, _TOTAL, _POS_COUNT, _POS_SUM, _KEPT = (tl.constexpr(int(c)) for c in Stat)
 
     @triton.jit
     def _load_block(logits, valid, positive_columns, anchor_labels, candidate_labels, a, start, A, C,
@@ -54,7 +88,7 @@ if triton is not None:
             is_pos = is_pos | (cols == tl.load(positive_columns + a * WIDTH + w))
         is_pos = is_pos & ok
         level = tl.arange(0, LEVELS_P2)
-        if MODE == 0:
+        if MODE == _INSTANCE:
             same = (level[:, None] < 0) & in_row[None, :]
         else:
             level_ok = level < LEVELS
@@ -89,36 +123,36 @@ if triton is not None:
             same_count += tl.sum(same.to(tl.float32), 1)
             same_sum += tl.sum(tl.where(same, x[None, :], 0.0), 1)
             m = m_new
-        base = stats + a * (4 + 3 * LEVELS_P2)
-        tl.store(base, m)
-        tl.store(base + 1, total)
-        tl.store(base + 2, pos_count)
-        tl.store(base + 3, pos_sum)
+        base = stats + a * (_KEPT + 3 * LEVELS_P2)
+        tl.store(base + _MAX, m)
+        tl.store(base + _TOTAL, total)
+        tl.store(base + _POS_COUNT, pos_count)
+        tl.store(base + _POS_SUM, pos_sum)
         level = tl.arange(0, LEVELS_P2)
-        tl.store(base + 4 + level, kept)
-        tl.store(base + 4 + LEVELS_P2 + level, same_count)
-        tl.store(base + 4 + 2 * LEVELS_P2 + level, same_sum)
+        tl.store(base + _KEPT + level, kept)
+        tl.store(base + _KEPT + LEVELS_P2 + level, same_count)
+        tl.store(base + _KEPT + 2 * LEVELS_P2 + level, same_sum)
 
     @triton.jit
     def _row_gradient(logits, valid, positive_columns, anchor_labels, candidate_labels, stats, grad, row_loss,
                       row_terms, A, C, WIDTH: tl.constexpr, LEVELS: tl.constexpr, LEVELS_P2: tl.constexpr,
                       MODE: tl.constexpr, BLOCK: tl.constexpr):
         a = tl.program_id(0)
-        base = stats + a * (4 + 3 * LEVELS_P2)
+        base = stats + a * (_KEPT + 3 * LEVELS_P2)
         level = tl.arange(0, LEVELS_P2)
-        m = tl.load(base)
-        total = tl.load(base + 1)
-        pos_count = tl.load(base + 2)
-        pos_sum = tl.load(base + 3)
+        m = tl.load(base + _MAX)
+        total = tl.load(base + _TOTAL)
+        pos_count = tl.load(base + _POS_COUNT)
+        pos_sum = tl.load(base + _POS_SUM)
         per_level = tl.zeros((LEVELS_P2,), tl.float32)
         denominator = total + per_level      # instance: every valid candidate, the instance positives
         count = pos_count + per_level
         positive_sum = pos_sum + per_level
-        if MODE == 1:    # elimination: the kept set's mass
-            denominator = tl.load(base + 4 + level)
-        elif MODE == 2:  # attraction: the same-label candidates join the positives
-            count += tl.load(base + 4 + LEVELS_P2 + level)
-            positive_sum += tl.load(base + 4 + 2 * LEVELS_P2 + level)
+        if MODE == _ELIMINATION:  # the kept set's mass
+            denominator = tl.load(base + _KEPT + level)
+        elif MODE == _ATTRACTION:  # the same-label candidates join the positives
+            count += tl.load(base + _KEPT + LEVELS_P2 + level)
+            positive_sum += tl.load(base + _KEPT + 2 * LEVELS_P2 + level)
         has = (count > 0) & (level < LEVELS)
         term = tl.where(has, m + tl.log(denominator) - positive_sum / tl.maximum(count, 1.0), 0.0)
         tl.store(row_loss + a, tl.sum(term, 0))
@@ -129,9 +163,9 @@ if triton is not None:
             ok, x, is_pos, same = _load_block(logits, valid, positive_columns, anchor_labels, candidate_labels,
                                               a, start, A, C, WIDTH, LEVELS, LEVELS_P2, MODE, BLOCK)
             e = tl.where(ok, tl.exp(x - m), 0.0)
-            if MODE == 1:    # same-label candidates are out of level l's denominator
+            if MODE == _ELIMINATION:  # same-label candidates are out of level l's denominator
                 g = e * tl.sum(tl.where(same, 0.0, kept_weight[:, None]), 0) - tl.where(is_pos, tl.sum(pos_weight, 0), 0.0)
-            elif MODE == 2:  # ... or among its positives
+            elif MODE == _ATTRACTION:  # ... or among its positives
                 g = e * tl.sum(kept_weight, 0) - tl.sum(tl.where(same | is_pos[None, :], pos_weight[:, None], 0.0), 0)
             else:
                 g = e * tl.sum(kept_weight, 0) - tl.where(is_pos, tl.sum(pos_weight, 0), 0.0)
@@ -148,10 +182,10 @@ def fused_label_loss(logits: torch.Tensor, valid: torch.Tensor, positive_columns
 class _FusedLabelContrastive(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, valid, positive_columns, objective, anchor_labels, candidate_labels):
-        mode = MODES[Objective(objective).value]
+        mode = MODES[Objective(objective)]
         anchors, candidates = logits.shape
-        if mode == 0 or anchor_labels is None or len(anchor_labels) == 0:  # nothing detected: the instance loss
-            mode, levels = 0, 1
+        if mode is Mode.INSTANCE or anchor_labels is None or len(anchor_labels) == 0:  # nothing detected
+            mode, levels = Mode.INSTANCE, 1
             anchor_labels = candidate_labels = positive_columns  # never read
         else:
             levels = anchor_labels.shape[0]
@@ -160,11 +194,11 @@ class _FusedLabelContrastive(torch.autograd.Function):
         logits = logits.detach().contiguous()
         valid = valid.contiguous().view(torch.uint8)
         positive_columns = positive_columns.to(torch.int32).contiguous()
-        stats = torch.empty(anchors, 4 + 3 * levels_p2, dtype=torch.float32, device=logits.device)
+        stats = torch.empty(anchors, stat_columns(levels_p2), dtype=torch.float32, device=logits.device)
         grad = torch.empty(anchors, candidates, dtype=torch.float32, device=logits.device)
         row_loss = torch.empty(anchors, dtype=torch.float32, device=logits.device)
         row_terms = torch.empty_like(row_loss)
-        shape = dict(WIDTH=positive_columns.shape[1], LEVELS=levels, LEVELS_P2=levels_p2, MODE=mode, BLOCK=_BLOCK)
+        shape = dict(WIDTH=positive_columns.shape[1], LEVELS=levels, LEVELS_P2=levels_p2, MODE=int(mode), BLOCK=_BLOCK)
         inputs = (logits, valid, positive_columns, anchor_labels, candidate_labels, stats)
         _row_statistics[(anchors,)](*inputs, anchors, candidates, **shape)
         _row_gradient[(anchors,)](*inputs, grad, row_loss, row_terms, anchors, candidates, **shape)

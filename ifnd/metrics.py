@@ -1,7 +1,7 @@
 """Metrics the trainer monitors; ``eval`` builds its stand-alone protocols on them.
 
 They live here, not in ``eval``, because the trainer logs them every epoch and ``ifnd`` does not
-import ``eval`` (DESIGN.md's dependency direction).
+import ``eval`` (the layers of docs/design.md).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Backbones return pooled features (``.out_dim`` wide). ResNets are torchvision's (parameter names
 ``conv1``, ``bn1``, ``layer1..4``, no ``fc``), so checkpoints convert to other ecosystems by name;
 ``cifar_stem`` swaps the 7x7/2 conv + max-pool for a 3x3/1 conv as for 32x32 inputs (SimCLR's
-CIFAR setting). ``convnet4`` is the small CNN that makes 2-core CPU runs feasible (DESIGN.md).
+CIFAR setting). ``convnet4`` is the small CNN that makes 2-core CPU runs feasible (the ``mini`` profile).
 """
 from __future__ import annotations
 

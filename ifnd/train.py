@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ifnd import augment as aug, fused_loss
-from ifnd.config import MODES, ConfigError, TrainConfig, config_from_args
+from ifnd.config import MODES, ConfigError, TrainConfig, check_resumable, config_from_args
 from ifnd.data import source_identity
 from ifnd.distributed import (average_gradients, broadcast_object, gather, gather_rows, init_from_environment,
                               rank, shard, world_size)
@@ -162,9 +162,7 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if state["config"] != self.cfg.to_dict():
-            raise ConfigError(f"{path} was written by a different config: resume with the run's own "
-                              f"config ({self.files.config}) or choose a new --run-dir")
+        check_resumable(state["config"], self.cfg, path)
         self.load_state_dict(state)
         # metrics.jsonl may hold epochs after the checkpoint if the run died between the two writes.
         kept = [r for r in read_jsonl(self.files.metrics) if r["epoch"] <= self.epoch]
@@ -320,8 +318,8 @@ def choose_run_dir(cfg: TrainConfig, resume: bool, argv: list[str]) -> TrainConf
         if resume:
             raise ConfigError("--resume needs the run to continue: add --run-dir RUN_DIR (and --config "
                               "RUN_DIR/config.json)")
-        mode = next((m for m, pair in MODES.items() if pair == (cfg.detector, cfg.objective)),
-                    f"{cfg.detector}-{cfg.objective}")
+        mode = next((m for m, fields in MODES.items() if (fields["detector"], fields["objective"]) ==
+                     (cfg.detector, cfg.objective)), f"{cfg.detector}-{cfg.objective}")
         stem = f"runs/{cfg.framework}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = next(d for d in (Path(stem + suffix) for suffix in ["", *(f"-{n}" for n in range(2, 1000))])
                        if not d.exists())

@@ -1,9 +1,9 @@
 """What a grid costs: image-passes of training and evaluation, and minutes at a profile's throughput.
 
-Training cost is counted as DESIGN.md's calibration does: one image-pass is one training image
+Training cost: one image-pass is one training image
 (its two views, forward and backward); ``mini`` assumes 1,000 image-passes/s (convnet4, bf16
-autocast, batched augmentation, 2 free cores). MoCo v2 adds the key encoder's forward pass (x4/3)
-and SwAV's 2x32 + 4x16 crops cost 1.5 two-view passes. Evaluation passes are forward-only (feature
+autocast, batched augmentation, 2 free cores); each framework's spec states its cost in two-view
+passes (``step_cost``: MoCo v2's key encoder x4/3, SwAV's 2x32 + 4x16 crops x1.5). Evaluation passes are forward-only (feature
 extraction for refreshes, kNN, probes, NMI, t-SNE), at ``eval_images_per_second`` (4,000/s);
 each linear probe, k-means NMI and t-SNE adds a fixed few seconds. These are estimates to plan a
 profile by, not measurements: ``results/<profile>/*.md`` records what a run really took.
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ifnd.falseneg import DETECTORS
+from ifnd.frameworks import FRAMEWORKS
+
 from reproduce.runs import EvalRun, TrainRun
 
 CIFAR_TRAIN, CIFAR_TEST = 50000, 10000
-FRAMEWORK_COST = {"simclr": 1.0, "moco": 4 / 3, "swav": 1.5}
 PROBE_SECONDS, NMI_SECONDS, TSNE_SECONDS_PER_1000 = 4.0, 4.0, 8.0
 
 
@@ -38,9 +40,10 @@ def train_cost(run: TrainRun) -> tuple[float, float]:
     c = run.config
     n = c.get("train_subset") or CIFAR_TRAIN
     steps = n // c["batch_size"]
-    passes = steps * c["batch_size"] * c["epochs"] * FRAMEWORK_COST.get(c.get("framework"), 1.0)
+    framework, detector = FRAMEWORKS.get(c.get("framework")), DETECTORS.get(c.get("detector"))
+    passes = steps * c["batch_size"] * c["epochs"] * (framework.step_cost if framework else 1.0)
     refreshes = 0
-    if c.get("detector") not in (None, "none", "true_labels"):
+    if detector is not None and detector.refreshes:
         refreshes = len(range(c["refresh_every"], c["epochs"], c["refresh_every"]))
     forward = refreshes * n + n + CIFAR_TEST  # refresh features, and the trainer's final kNN
     return passes, forward

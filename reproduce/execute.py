@@ -8,6 +8,7 @@ the store lacks. The training entry point (:class:`ifnd.train.Trainer`) knows no
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -15,6 +16,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ifnd.config import TrainConfig, differing_fields
 from ifnd.distributed import broadcast_object, init_from_environment, rank
 from ifnd.io import read_jsonl
 from ifnd.rundir import RunDir
@@ -81,43 +83,26 @@ class SnapshotTrainer(Trainer):
         return final
 
 
-def _machine_fields(run: TrainRun, run_dir: Path, progress: bool) -> dict:
-    """``progress``/``threads``/``device``/``data_root`` as a resumed run had them (the trainer compares configs)."""
-    machine = {"progress": progress, "threads": 0, "device": run.config.get("device", "auto"),
-               "data_root": run.config.get("data_root")}
-    existing = RunDir(run_dir).config
-    if existing.exists():
-        import json
-
-        try:
-            old = json.loads(existing.read_text())
-        except (OSError, ValueError):
-            return machine
-        for key in ("progress", "threads", "device"):
-            if key in old:
-                machine[key] = old[key]
-        if old.get("data_root") and Path(old["data_root"]).exists():
-            machine["data_root"] = old["data_root"]
-    return machine
+def _machine_fields(run: TrainRun, progress: bool) -> dict:
+    """How this machine runs ``run`` (not part of its identity; a resume may change them)."""
+    return {"progress": progress, "threads": 0, "device": run.config.get("device", "auto"),
+            "data_root": run.config.get("data_root")}
 
 
-def _set_aside_if_foreign(run_dir: Path, config: dict, log) -> None:
-    """A checkpoint written by a config that differs (e.g. a TrainConfig field added since) is moved aside."""
-    import json
-
+def _set_aside_if_foreign(run_dir: Path, cfg: TrainConfig, log) -> None:
+    """A checkpoint written by a run with other defining fields (e.g. the library changed since) is moved aside."""
     files = RunDir(run_dir)
-    existing = files.config
-    if not files.checkpoint.exists() or not existing.exists():
+    if not files.checkpoint.exists() or not files.config.exists():
         return
     try:
-        old = json.loads(existing.read_text())
+        differing = differing_fields(json.loads(files.config.read_text()), cfg)
     except (OSError, ValueError):
-        old = None
-    if old == config:
+        differing = ["config.json unreadable"]
+    if not differing:
         return
     aside = run_dir.with_name(f"{run_dir.name}.stale-{int(time.time())}")
-    log(f"warning: {run_dir} holds a checkpoint of a different config (library changed since?): moved to {aside}, "
-        "training from scratch")
+    log(f"warning: {run_dir} holds a checkpoint of other settings ({', '.join(differing)}; library changed since?): "
+        f"moved to {aside}, training from scratch")
     run_dir.rename(aside)
 
 
@@ -148,9 +133,8 @@ def checkpoints_present(store: Store, run: TrainRun, epochs=()) -> bool:
 def run_train(run: TrainRun, store: Store, progress: bool = True, log=print) -> dict:
     """Train (or resume) one run and write its record; returns the record."""
     run_dir = store.train_dir(run.key)
-    machine = _machine_fields(run, run_dir, progress)
-    cfg = run.train_config(str(run_dir), **machine)
-    _set_aside_if_foreign(run_dir, cfg.to_dict(), log)
+    cfg = run.train_config(str(run_dir), **_machine_fields(run, progress))
+    _set_aside_if_foreign(run_dir, cfg, log)
     started = time.time()
     final = SnapshotTrainer(cfg, run.snapshots).run(resume=True)
     record = train_record(run, run_dir, final, time.time() - started)

@@ -1,4 +1,4 @@
-"""Profiles: how big a reproduction is (DESIGN.md, "Profiles").
+"""Profiles: how big a reproduction is.
 
 =======  =================================  ==============================================================
 profile  where                              what it runs
@@ -16,7 +16,9 @@ paper    SLURM, 8 GPUs per job              Sec. 4.1 / App. C exactly: ImageNet 
 A profile is plain data. Command-line overrides (``--set key=value``, ``--seeds N``) make a new
 one: a TrainConfig field goes to every pre-training run (``cifar.<field>`` or ``imagenet.<field>``
 for one kind), ``probe.<key>`` to the linear probe, any other name to the profile itself.
-Overriding ``epochs`` alone rescales ``warmup_epochs`` and ``refresh_every`` in proportion (so
+TrainConfig values are parsed and type-checked by :func:`ifnd.config.parse_field`, as on the
+trainer's command line. Overriding ``epochs`` alone rescales ``warmup_epochs`` and ``refresh_every``
+in proportion (:func:`ifnd.config.rescale_schedule`, as ``python -m ifnd.train --epochs``: so
 ``--set epochs=20`` on the ``cifar`` profile still refreshes pseudo labels and warms up), unless
 they are set too.
 
@@ -25,12 +27,10 @@ are in :func:`reproduce.budget.estimate` and the README section "Reproducing the
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field, fields, replace
 
-from ifnd.config import TrainConfig
+from ifnd.config import ConfigError, TrainConfig, parse_field, rescale_schedule
 
 
 class ProfileError(ValueError):
@@ -145,12 +145,9 @@ PROFILES: dict[str, Profile] = {
 }
 
 _TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
-_TRAIN_TYPES = typing.get_type_hints(TrainConfig)
 _PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
 _FIXED = {"name", "description", "cifar", "imagenet", "overrides", "probe"}
-# Not part of a run's identity: the first four are set by the harness, the rest say how this machine
-# computes the same run (loss_kernel: the pair or the fused kernel, the same loss to float rounding).
-NON_TRAIN_KEYS = ("run_dir", "progress", "threads", "device", "data_root", "loss_kernel")
+_SET_BY_HARNESS = ("run_dir", "progress", "threads", "device")  # run_dir from the run's hash, the rest by the launcher
 
 
 def get_profile(name: str) -> Profile:
@@ -171,44 +168,15 @@ def parse_value(text: str):
     return text
 
 
-def _coerce_train(key: str, value):
-    hint = str(_TRAIN_TYPES[key])
-    if "list" in hint and not isinstance(value, list):
-        value = [value]
-    if hint.startswith("<class 'float'>") or hint == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProfileError(f"--set {key}={value!r}: {key} is a number")
-        return float(value)
-    if hint.startswith("<class 'int'>") or hint == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProfileError(f"--set {key}={value!r}: {key} is an integer")
-    if hint.startswith("<class 'bool'>") and not isinstance(value, bool):
-        raise ProfileError(f"--set {key}={value!r}: {key} is true or false")
-    return value
-
-
-def _rescale(train: dict, base: dict, explicit: set[str]) -> dict:
-    """After an ``epochs`` override: keep warm-up and refresh at the same fraction of training."""
-    if "epochs" not in explicit or train["epochs"] == base["epochs"]:
-        return train
-    ratio = train["epochs"] / base["epochs"]
-    if "warmup_epochs" not in explicit:
-        train["warmup_epochs"] = min(round(base.get("warmup_epochs", 0) * ratio), train["epochs"] - 1)
-    if "refresh_every" not in explicit:
-        train["refresh_every"] = max(1, round(base.get("refresh_every", 1) * ratio))
-    if "lr_steps" not in explicit and base.get("lr_schedule") == "step":
-        train["lr_steps"] = [max(1, round(s * ratio)) for s in base.get("lr_steps", [])]
-    return train
-
-
-def apply_overrides(profile: Profile, sets: list[str] | dict | None = None, seeds: int | None = None) -> Profile:
+def apply_overrides(profile: Profile, sets: list[str] | None = None, seeds: int | None = None) -> Profile:
     """A new profile with ``--set key=value`` items and ``--seeds`` applied (see the module doc)."""
-    items = list(sets.items()) if isinstance(sets, dict) else []
-    for item in (sets if isinstance(sets, list) else []):
+    items, texts = [], {}
+    for item in sets or []:
         if "=" not in item:
             raise ProfileError(f"--set {item!r}: write key=value, e.g. --set epochs=20")
         key, text = item.split("=", 1)
         items.append((key.strip(), parse_value(text.strip())))
+        texts[key.strip()] = text.strip()
     cifar, imagenet, probe = dict(profile.cifar), dict(profile.imagenet), dict(profile.probe)
     explicit = {"cifar": set(), "imagenet": set()}
     changes: dict = {}
@@ -220,10 +188,13 @@ def apply_overrides(profile: Profile, sets: list[str] | dict | None = None, seed
             if name not in _TRAIN_FIELDS:
                 raise ProfileError(f"--set {key}: {name!r} is not a TrainConfig field "
                                    f"(valid: {', '.join(sorted(_TRAIN_FIELDS))})")
-            if name in NON_TRAIN_KEYS[:4]:
+            if name in _SET_BY_HARNESS:
                 raise ProfileError(f"--set {key}: {name} is set by the harness (run_dir from the run's hash, "
                                    "threads by the launcher); use --runs-dir / --jobs instead")
-            value = _coerce_train(name, value)
+            try:
+                value = parse_field(name, texts[key], f"--set {key}", text=True)
+            except ConfigError as err:
+                raise ProfileError(str(err)) from None
             for target in (("cifar", "imagenet") if not scope else (scope,)):
                 (cifar if target == "cifar" else imagenet)[name] = value
                 explicit[target].add(name)
@@ -244,8 +215,8 @@ def apply_overrides(profile: Profile, sets: list[str] | dict | None = None, seed
             valid = sorted(set(_PROFILE_FIELDS) - _FIXED) + ["probe.<key>", "<TrainConfig field>",
                                                               "cifar.<field>", "imagenet.<field>"]
             raise ProfileError(f"--set {key}: unknown setting; valid: {', '.join(valid)}")
-    cifar = _rescale(cifar, profile.cifar, explicit["cifar"])
-    imagenet = _rescale(imagenet, profile.imagenet, explicit["imagenet"])
+    cifar = rescale_schedule(cifar, profile.cifar, explicit["cifar"])[0]
+    imagenet = rescale_schedule(imagenet, profile.imagenet, explicit["imagenet"])[0]
     if seeds is not None:
         if seeds < 1:
             raise ProfileError(f"--seeds {seeds}: give at least 1")
@@ -262,6 +233,3 @@ def apply_overrides(profile: Profile, sets: list[str] | dict | None = None, seed
                 raise ProfileError(f"profile {new.name} with these overrides gives a bad {kind} config: {err}") from err
     return new
 
-
-def profile_dict(profile: Profile) -> dict:
-    return dataclasses.asdict(profile)

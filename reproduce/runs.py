@@ -11,9 +11,12 @@ The hash covers every TrainConfig field the profile sets (profiles set every fie
 explicitly, see :mod:`reproduce.profiles`) and every other field that differs from its default, so
 adding a new field to TrainConfig (with a default) does not invalidate finished runs, a method
 that sets a field to its default value is the same run as one that leaves it alone (Table 7's
-IFND row is Table 5's IFND run), and any change a run actually sees gives a new hash. Fields the harness sets for
-the machine at hand (``run_dir``, ``progress``, ``threads``, ``device``, ``data_root``) are not
-part of the identity: the same run on a laptop and on a cluster is the same run.
+IFND row is Table 5's IFND run), and any change a run actually sees gives a new hash. Fields that only
+say how a machine runs it (:data:`ifnd.config.MACHINE_FIELDS`: ``run_dir``, ``threads``, ``device``,
+``data_root``, ...) are not part of the identity: the same run on a laptop and on a cluster is the
+same run. A detector recorded under other fields before it had a name of its own (PCL: detector
+``ifnd`` with objective ``protonce``) is hashed under those (:func:`ifnd.config.recorded_fields`),
+so its committed runs keep their keys.
 """
 from __future__ import annotations
 
@@ -21,9 +24,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ifnd.config import TrainConfig
-
-from reproduce.profiles import NON_TRAIN_KEYS
+from ifnd.config import DETECTORS, TrainConfig, defining_fields, recorded_fields
 
 HASH_LENGTH = 16
 _DEFAULTS = TrainConfig().to_dict()
@@ -53,8 +54,8 @@ class TrainRun:
     label: str = ""
 
     def identity(self) -> dict:
-        kept = {k: v for k, v in sorted(self.config.items())
-                if k not in NON_TRAIN_KEYS and (k in self.explicit or v != _DEFAULTS.get(k, object()))}
+        kept = {k: v for k, v in sorted(defining_fields(recorded_fields(self.config)).items())
+                if k in self.explicit or v != _DEFAULTS.get(k, object())}
         return {"kind": "train", "config": kept, "snapshots": list(self.snapshots)}
 
     @property
@@ -66,7 +67,8 @@ class TrainRun:
         method = f"{c.get('framework')}/{c.get('detector')}/{c.get('objective')}"
         subset = f" subset={c['train_subset']}" if c.get("train_subset") else ""
         extra = ""
-        if c.get("detector") not in (None, "none", "true_labels"):
+        detector = DETECTORS.get(c.get("detector"))
+        if detector is not None and detector.refreshes:
             extra = (f" {c.get('acceptance_scheme')} {c.get('acceptance_initial')}->{c.get('acceptance_final')}"
                      f" k={c.get('cluster_numbers')} conf={c.get('confidence')}")
         if c.get("label_map") is not None:

@@ -106,9 +106,6 @@ class Store:
                 raise StoreWriteError(f"cannot write to {folder} ({err.strerror or err}): choose a writable {flag} "
                                       "or fix its permissions") from None
 
-    def delete(self, key: str) -> None:
-        self.record_path(key).unlink(missing_ok=True)
-
     def keys(self) -> list[str]:
         return sorted(p.stem for p in self.store_dir.glob("*.json")) if self.store_dir.is_dir() else []
 

@@ -74,7 +74,8 @@ def case_wordnet_not_installed(tmp_path, monkeypatch):
 
 
 def case_more_clusters_than_samples(tmp_path, tiny_cifar):
-    Trainer(config(tmp_path, tiny_cifar, detector="ifnd", objective="elimination", cluster_numbers=[500]))
+    Trainer(config(tmp_path, tiny_cifar, detector="ifnd", objective="elimination", cluster_numbers=[500],
+                   refresh_every=1))
 
 
 def case_acceptance_rate_outside_unit_interval(tmp_path, tiny_cifar):
@@ -82,7 +83,7 @@ def case_acceptance_rate_outside_unit_interval(tmp_path, tiny_cifar):
 
 
 def case_pcl_r_too_large(tmp_path, tiny_cifar):
-    Trainer(config(tmp_path, tiny_cifar, detector="ifnd", objective="protonce", cluster_numbers=[50],
+    Trainer(config(tmp_path, tiny_cifar, detector="pcl", cluster_numbers=[50], refresh_every=1,
                    pcl_negatives=30))
 
 

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ifnd.distributed import average_gradients, gather_rows, shard
-from ifnd.falseneg.base import Detector, LabelDetector, TrueLabelDetector
+from ifnd.falseneg.base import LabelDetector, NoDetector, TrueLabelDetector
 from ifnd.falseneg.glofnd import GloFNDDetector
 from ifnd.frameworks.moco import MoCo
 from ifnd.frameworks.simclr import SimCLR
@@ -38,7 +38,7 @@ def glofnd(labels):
 
 
 CASES = {  # framework factory, detector factory, objective
-    "simclr": (simclr, lambda labels: Detector(), "instance"),
+    "simclr": (simclr, lambda labels: NoDetector(), "instance"),
     "supcon": (simclr, lambda labels: TrueLabelDetector(labels), "attraction"),
     "ifnd": (simclr, lambda labels: LabelDetector(torch.stack([labels, labels % 2])), "elimination"),
     "moco-ifnd": (moco_with_full_queue, lambda labels: LabelDetector(labels[None]), "elimination"),

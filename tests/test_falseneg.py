@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from sklearn.metrics import normalized_mutual_info_score
 
 from ifnd.falseneg.base import ContrastiveBatch
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 from ifnd.falseneg.incremental import (AcceptanceSchedule, IncrementalDetector, accept_top, ifnd_confidence,
                                        pcl_concentration)
 from ifnd.falseneg.kmeans import ClusteringError, faiss_available, kmeans

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from ifnd import augment as aug
 from ifnd.config import ConfigError, TrainConfig, config_from_args
 from ifnd.falseneg import build_detector
+from ifnd.falseneg.base import NoDetector
 from ifnd.falseneg.glofnd import GloFNDDetector
 from ifnd.falseneg.incremental import IncrementalDetector
 from ifnd.falseneg.pcl import PrototypeDetector
@@ -125,9 +126,9 @@ def test_queue_pointer_and_index_are_checkpointed():
 
 # -- every framework x detector trains ----------------------------------------------------------
 CASES = [  # framework, detector, objective
-    ("simclr", "none", "instance"), ("simclr", "ifnd", "elimination"), ("simclr", "ifnd", "protonce"),
+    ("simclr", "none", "instance"), ("simclr", "ifnd", "elimination"), ("simclr", "pcl", "instance"),
     ("simclr", "glofnd", "elimination"), ("simclr", "true_labels", "attraction"),
-    ("moco", "none", "instance"), ("moco", "ifnd", "elimination"), ("moco", "ifnd", "protonce"),
+    ("moco", "none", "instance"), ("moco", "ifnd", "elimination"), ("moco", "pcl", "instance"),
     ("moco", "glofnd", "elimination"), ("moco", "true_labels", "attraction"),
     ("swav", "none", "instance"), ("swav", "ifnd", "elimination"),
 ]
@@ -136,12 +137,12 @@ BATCH, N = 16, 64
 
 def tiny_setup(framework, detector, objective):
     cfg = TrainConfig(framework=framework, detector=detector, objective=objective, arch="convnet4", batch_size=BATCH,
-                      epochs=10, warmup_epochs=0, cluster_numbers=[4, 8], queue_size=BATCH, moco_bn_splits=2,
+                      epochs=10, warmup_epochs=0, refresh_every=5, cluster_numbers=[4, 8], queue_size=BATCH, moco_bn_splits=2,
                       moco_momentum=0.9, glofnd_start_epoch=0, glofnd_lr=0.2, swav_prototypes=10,
                       swav_queue_size=0, swav_freeze_prototypes_iters=0, kmeans_backend="torch").validate()
     torch.manual_seed(0)
     model, det = build_framework(cfg), build_detector(cfg, torch.arange(N) % 4)
-    if detector == "ifnd":
+    if detector in ("ifnd", "pcl"):
         det.refresh(10, 10, lambda: torch.randn(N, 128, generator=torch.Generator().manual_seed(3)))
     return cfg, model, det
 
@@ -164,24 +165,58 @@ def test_each_framework_and_detector_trains(framework, detector, objective):
     assert all(torch.isfinite(torch.tensor(losses)))
     first = losses[1] if framework == "moco" else losses[0]  # MoCo's first step has an empty queue (loss 0)
     assert sum(losses[-3:]) / 3 < first, losses
-    if objective == "protonce":
+    if detector == "pcl":
         assert isinstance(det, PrototypeDetector) and det.centroids
 
 
-def test_protonce_needs_the_clustering_detector_and_a_contrastive_framework():
-    with pytest.raises(ConfigError, match="needs the clustering detector 'ifnd'"):
-        TrainConfig(detector="true_labels", objective="protonce").validate()
-    with pytest.raises(ConfigError, match="contrastive framework"):
-        TrainConfig(framework="swav", detector="ifnd", objective="protonce", swav_queue_size=0).validate()
-    with pytest.raises(ConfigError, match="has no labels"):
+def test_what_a_framework_or_detector_cannot_do_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="framework 'swav' cannot train objective 'attraction'.*--framework "
+                                          "simclr / moco"):
+        TrainConfig(framework="swav", detector="true_labels", objective="attraction", swav_queue_size=0).validate()
+    with pytest.raises(ConfigError, match="adds a loss on the anchors' embeddings"):
+        TrainConfig(framework="swav", detector="pcl", swav_queue_size=0).validate()
+    with pytest.raises(ConfigError, match="detector 'glofnd' has none: use --detector"):
         TrainConfig(framework="swav", detector="glofnd", objective="elimination", glofnd_start_epoch=0).validate()
+    with pytest.raises(ConfigError, match="detector 'none' serves objective instance, not 'elimination'"):
+        TrainConfig(detector="none", objective="elimination").validate()
+    with pytest.raises(ConfigError, match="detector 'ifnd' serves objective elimination or attraction"):
+        TrainConfig(detector="ifnd", objective="instance").validate()
+    with pytest.raises(ConfigError, match="detector 'glofnd' does not detect by labels.*--loss-kernel pairs"):
+        TrainConfig(detector="glofnd", objective="elimination", glofnd_start_epoch=0, loss_kernel="fused").validate()
+    with pytest.raises(ConfigError, match="framework 'swav' has no contrastive logits"):
+        TrainConfig(framework="swav", detector="ifnd", objective="elimination", swav_queue_size=0,
+                    loss_kernel="fused").validate()
+
+
+def test_a_detector_that_is_not_label_based_refuses_to_give_labels():
+    """No silent "nothing detected" for the fused kernel: only label-based detectors have labels."""
+    from ifnd.falseneg import DETECTORS
+    from ifnd.falseneg.base import ContrastiveBatch
+    from ifnd.pairs import Pairs
+
+    cfg = TrainConfig(detector="glofnd", objective="elimination", glofnd_start_epoch=0)
+    det = build_detector(cfg, torch.arange(8) % 2)
+    batch = ContrastiveBatch(torch.zeros(4, 4), torch.arange(4), torch.arange(4),
+                             Pairs.from_mask(torch.zeros(4, 4, dtype=torch.bool)), torch.ones(4, 4, dtype=torch.bool),
+                             0.2)
+    assert not DETECTORS["glofnd"].label_based
+    with pytest.raises(NotImplementedError, match="not label based"):
+        det.false_negative_labels(batch)
+    for name, spec in DETECTORS.items():  # every label-based detector serves the fused kernel's labels
+        if spec.label_based:
+            fields = dict(detector=name, objective=spec.objectives[0], cluster_numbers=[2], refresh_every=1,
+                          epochs=2, warmup_epochs=0)
+            labels = build_detector(TrainConfig(**fields).validate(), torch.arange(8) % 2).false_negative_labels(batch)
+            assert labels[0].shape[1] == 4 and labels[1].shape[1] == 4
 
 
 # -- selection by name from the CLI ---------------------------------------------------------------
 @pytest.mark.parametrize("argv,framework,detector_type,objective", [
     (["--framework", "moco", "--mode", "ifnd"], MoCo, IncrementalDetector, "elimination"),
-    (["--framework", "moco", "--mode", "pcl"], MoCo, PrototypeDetector, "protonce"),
-    (["--mode", "pcl"], None, PrototypeDetector, "protonce"),
+    (["--framework", "moco", "--mode", "pcl"], MoCo, PrototypeDetector, "instance"),
+    (["--mode", "pcl"], None, PrototypeDetector, "instance"),
+    (["--framework", "moco", "--mode", "instance"], MoCo, NoDetector, "instance"),
+    (["--framework", "moco", "--mode", "simclr"], MoCo, NoDetector, "instance"),
     (["--framework", "moco", "--mode", "glofnd", "--glofnd-start-epoch", "1"], MoCo, GloFNDDetector, "elimination"),
     (["--mode", "glofnd"], None, GloFNDDetector, "elimination"),
     (["--framework", "swav", "--mode", "ifnd"], SwAV, IncrementalDetector, "elimination"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,12 +63,12 @@ DEVICE = torch.device(sys.argv[1] if __name__ == "__main__" and len(sys.argv) > 
 
 def _check(name, logits64, valid, positive, objective, anchor_labels, candidate_labels, dtype=torch.float32):
     from ifnd.fused_loss import fused_label_loss
-    from ifnd.losses import positive_columns, same_label_pairs
-    from test_losses import dense_sets, formula64
+    from ifnd.losses import reference_loss
+    from ifnd.pairs import positive_columns, same_label_pairs
 
     fn = same_label_pairs(anchor_labels, candidate_labels) if len(anchor_labels) else None
     reference = logits64.to(dtype).double().requires_grad_(True)  # the kernel's input, exactly
-    expected = formula64(reference, *dense_sets(objective, positive, valid, fn))
+    expected = reference_loss(objective, reference, valid, positive, fn)
     expected.backward()
     x = logits64.to(dtype).to(DEVICE).requires_grad_(True)
     on = lambda t: t.to(DEVICE)  # noqa: E731
@@ -86,7 +86,6 @@ def _check(name, logits64, valid, positive, objective, anchor_labels, candidate_
 
 
 def _main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     gen = torch.Generator().manual_seed(0)
     objectives = ("instance", "elimination", "attraction")
 

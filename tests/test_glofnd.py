@@ -6,7 +6,7 @@ from ifnd.config import ConfigError, TrainConfig
 from ifnd.falseneg import build_detector
 from ifnd.falseneg.base import ContrastiveBatch
 from ifnd.falseneg.glofnd import GloFNDDetector
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 
 T = 0.2
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifnd.losses import Pairs, masked_contrastive_loss, objective_pairs, same_label_pairs
+from ifnd.losses import masked_contrastive_loss, reference_loss
+from ifnd.pairs import Pairs, objective_pairs, same_label_pairs
 
 T = 0.2
 
@@ -26,27 +27,6 @@ def no_pairs(levels=1):
 def kernel(objective, logits, positive, valid, false_negative):
     p, excluded = objective_pairs(objective, positive, valid, false_negative)
     return masked_contrastive_loss(logits, valid, p, excluded)
-
-
-def dense_sets(objective, positive, valid, false_negative):
-    """``[L, A, C]`` positive and kept sets of an objective, written out densely for the float64 formula."""
-    p, excluded = objective_pairs(objective, positive, valid, false_negative)
-    levels = max(p.levels, excluded.levels if excluded is not None else 1)
-    a, c = valid.shape
-    pos = p.to_mask(a, c).expand(levels, a, c)
-    kept = valid.expand(levels, a, c).clone()
-    if excluded is not None:
-        kept &= ~excluded.to_mask(a, c)
-    return pos, kept
-
-
-def formula64(logits, pos, kept):
-    """Paper Eqs. 1/3/4 in float64 by masked logsumexp, mean over (level, anchor) with a positive."""
-    logits = logits.double()
-    log_denominator = logits.masked_fill(~kept, float("-inf")).logsumexp(-1)
-    count = pos.sum(-1)
-    per_anchor = log_denominator - (logits * pos).sum(-1) / count.clamp_min(1)
-    return per_anchor[count > 0].mean()
 
 
 def unit(n, d=8, dtype=torch.float64, seed=0):
@@ -108,8 +88,7 @@ def anchor_gradient(objective: str, z_anchor, candidates, fn_row):
     z_anchor = z_anchor.clone().requires_grad_(True)
     positive = Pairs(*torch.zeros(3, 1, dtype=torch.long))  # candidate 0 is the other view i'
     valid = torch.ones(1, len(candidates), dtype=torch.bool)
-    pos, kept = dense_sets(objective, positive, valid, Pairs.from_mask(fn_row[None]))
-    formula64(z_anchor[None] @ candidates.T / T, pos, kept).backward()
+    reference_loss(objective, z_anchor[None] @ candidates.T / T, valid, positive, Pairs.from_mask(fn_row[None])).backward()
     return z_anchor.grad
 
 
@@ -154,7 +133,7 @@ def test_kernel_loss_and_gradient_match_the_float64_formula(objective, seed):
     loss = kernel(objective, x, positive, valid, fn)
     loss.backward()
     reference = logits.clone().requires_grad_(True)
-    expected = formula64(reference, *dense_sets(objective, positive, valid, fn))
+    expected = reference_loss(objective, reference, valid, positive, fn)
     expected.backward()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)
@@ -171,7 +150,7 @@ def test_excluded_mass_far_above_the_kept_mass_loses_no_precision(excluded_logit
     loss = kernel("elimination", x, positive, valid, fn.select(fn.candidate == 2))
     loss.backward()
     reference = logits.clone().requires_grad_(True)
-    expected = formula64(reference, *dense_sets("elimination", positive, valid, fn.select(fn.candidate == 2)))
+    expected = reference_loss("elimination", reference, valid, positive, fn.select(fn.candidate == 2))
     expected.backward()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)
@@ -188,7 +167,7 @@ def test_invalid_candidates_far_above_the_valid_ones_do_not_underflow():
     loss = kernel("elimination", x, positive, valid, fn)
     loss.backward()
     reference = logits.clone().requires_grad_(True)
-    expected = formula64(reference, *dense_sets("elimination", positive, valid, fn))
+    expected = reference_loss("elimination", reference, valid, positive, fn)
     expected.backward()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert torch.allclose(x.grad.double(), reference.grad, atol=1e-7)

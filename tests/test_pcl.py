@@ -1,4 +1,4 @@
-"""ProtoNCE against a brute-force per-sample formula; negatives; warm-up; concentration; Table 7's grid."""
+"""PCL's detector: ProtoNCE against a brute-force per-sample formula; negatives; warm-up; concentration."""
 import math
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifnd.config import ConfigError, TrainConfig, mode_settings
+from ifnd.config import ConfigError, TrainConfig, current_fields, mode_settings, recorded_fields
 from ifnd.falseneg.base import ContrastiveBatch
-from ifnd.losses import Pairs
+from ifnd.pairs import Pairs
 from ifnd.falseneg.incremental import AcceptanceSchedule, pcl_concentration
-from ifnd.falseneg.pcl import TABLE7_ROWS, PrototypeDetector, prototype_logits, table7_rows
+from ifnd.falseneg.pcl import PrototypeDetector, prototype_logits
 from ifnd.frameworks.simclr import SimCLR
 
 T = 0.2
@@ -69,7 +69,7 @@ def test_protonce_on_simclr_is_infonce_plus_prototype_term():
     index = torch.tensor([0, 2, 3, 7])
     labels, centroids, phi = random_state(d=128)
     det = detector_with(labels, centroids, phi)
-    loss = model.training_loss(views, index, det, "protonce", T)
+    loss = model.training_loss(views, index, det, "instance", T)
     z = F.normalize(model.encoder(torch.cat(views)), dim=1).detach()
     info = 0.0
     for a in range(8):
@@ -99,10 +99,26 @@ def test_negatives_are_r_free_clusters_drawn_without_replacement():
 def test_impossible_r_is_a_config_error():
     with pytest.raises(ConfigError, match="pcl_negatives r=16000 must be smaller than k=1000 clusters minus the "
                                           "batch size 256, i.e. at most 744"):
-        TrainConfig(detector="ifnd", objective="protonce", pcl_negatives=16000, cluster_numbers=[1000, 3000],
-                    batch_size=256).validate()
-    TrainConfig(detector="ifnd", objective="protonce", pcl_negatives=744, cluster_numbers=[1000, 3000],
-                batch_size=256).validate()
+        TrainConfig(detector="pcl", pcl_negatives=16000, cluster_numbers=[1000, 3000], batch_size=256).validate()
+    TrainConfig(detector="pcl", pcl_negatives=744, cluster_numbers=[1000, 3000], batch_size=256).validate()
+
+
+def test_pcl_is_a_detector_of_the_instance_objective_recorded_as_protonce():
+    """PCL runs were recorded as detector ifnd + objective protonce: old configs load, identities keep those fields."""
+    assert mode_settings("pcl")["detector"] == "pcl" and mode_settings("pcl")["objective"] == "instance"
+    old = {"detector": "ifnd", "objective": "protonce", "confidence": "pcl"}
+    cfg = TrainConfig.from_dict(old).validate()
+    assert (cfg.detector, cfg.objective, cfg.confidence) == ("pcl", "instance", "pcl")
+    assert recorded_fields(cfg.to_dict())["objective"] == "protonce"
+    assert recorded_fields(cfg.to_dict())["detector"] == "ifnd"
+    assert current_fields(recorded_fields(cfg.to_dict())) == cfg.to_dict()
+    assert recorded_fields({"detector": "ifnd", "objective": "elimination"}) == {"detector": "ifnd",
+                                                                                  "objective": "elimination"}
+    with pytest.raises(ConfigError, match="detector 'pcl' serves objective instance, not 'elimination'"):
+        TrainConfig(detector="pcl", objective="elimination").validate()
+    with pytest.raises(ConfigError, match="detector 'pcl' adds a loss on the anchors' embeddings.*--framework "
+                                          "simclr / moco"):
+        TrainConfig(detector="pcl", framework="swav", swav_queue_size=0).validate()
 
 
 def test_warm_up_has_no_prototypes_then_every_label_counts():
@@ -140,24 +156,3 @@ def test_concentration_of_a_single_sample_cluster_is_the_largest():
     raw = np.append(raw, raw.max())                                  # the singleton takes the largest
     raw = raw.clip(np.percentile(raw, 10), np.percentile(raw, 90))
     assert phi.numpy() == pytest.approx(raw / raw.mean(), rel=1e-4)
-
-
-# -- Table 7 -----------------------------------------------------------------------------------
-SWITCHES = ("objective", "acceptance_scheme", "cluster_numbers", "confidence")
-
-
-def test_table7_rows_are_configs_with_one_switch_changed_per_ablation():
-    assert len(TABLE7_ROWS) == 10
-    by_name = {(r["method"], r["baseline"]): r for r in TABLE7_ROWS}
-    pcl, ifnd = by_name[("PCL", False)]["overrides"], by_name[("IFND (Ours)", False)]["overrides"]
-    assert pcl["cluster_numbers"] == [2500, 5000, 10000] and ifnd["cluster_numbers"] == [100, 300, 1000]
-    assert {k: pcl[k] for k in mode_settings("pcl")} == mode_settings("pcl")
-    assert (ifnd["objective"], ifnd["acceptance_scheme"], ifnd["confidence"]) == ("elimination", "linear", "ifnd")
-    for row in TABLE7_ROWS:
-        cfg = TrainConfig(batch_size=1024, **row["overrides"]).validate()
-        if row["baseline"]:
-            reference = pcl if row["method"] == "PCL" else ifnd
-            changed = [s for s in SWITCHES if getattr(cfg, s) != reference[s]]
-            assert len(changed) == 1, (row, changed)
-    assert [r["paper_top1"] for r in TABLE7_ROWS] == [71.5, 72.8, 74.0, 73.1, 73.4, 73.5, 73.1, 69.9, 73.2, 71.2]
-    assert table7_rows(10)[2]["overrides"]["cluster_numbers"] == [10, 30, 100]  # CIFAR-10's default k

@@ -31,9 +31,6 @@ def final_weights(run_dir):
 
 @pytest.mark.parametrize("framework_args", [(), ("--framework", "moco", "--queue-size", "80")], ids=["simclr", "moco"])
 def test_sigkill_then_resume_matches_uninterrupted(tiny_cifar, tmp_path, framework_args):
-    from ifnd.frameworks import FRAMEWORKS
-    if framework_args and framework_args[1] not in FRAMEWORKS:
-        pytest.skip("MoCo v2 framework not available")
     subprocess.run(train_cmd(tiny_cifar, tmp_path / "full", framework_args), check=True, env=env(), cwd=ROOT,
                    capture_output=True)
     run = tmp_path / "killed"

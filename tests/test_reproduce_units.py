@@ -231,3 +231,35 @@ def test_every_mini_table_fits_45_minutes(tmp_path):
     table5 = SPECS["table5"].build(ctx).runs()
     trains = [r for r in table5 if isinstance(r, TrainRun)]
     assert len(trains) == 16  # SimCLR x2, IFND x2, SupCon x 6 levels x 2: probes share the SimCLR/IFND runs
+
+
+# -- Table 7's grid -----------------------------------------------------------------------------------
+SWITCHES = ("objective", "acceptance_scheme", "cluster_numbers", "confidence")
+
+
+def _switches(cfg: TrainConfig) -> dict:
+    """Table 7's four switches of a config; its objective column is the (detector, objective) pair."""
+    return {"objective": (cfg.detector, cfg.objective), "acceptance_scheme": cfg.acceptance_scheme,
+            "cluster_numbers": cfg.cluster_numbers, "confidence": cfg.confidence}
+
+
+def test_table7_rows_are_configs_with_one_switch_changed_per_ablation():
+    from ifnd.config import mode_settings
+    from reproduce.specs.table7 import table7_rows
+
+    rows = table7_rows(100)
+    assert len(rows) == 10
+    by_name = {(r["method"], r["baseline"]): r for r in rows}
+    pcl, ifnd = by_name[("PCL", False)]["overrides"], by_name[("IFND (Ours)", False)]["overrides"]
+    assert pcl["cluster_numbers"] == [2500, 5000, 10000] and ifnd["cluster_numbers"] == [100, 300, 1000]
+    assert {k: pcl[k] for k in mode_settings("pcl")} == mode_settings("pcl")
+    assert (ifnd["objective"], ifnd["acceptance_scheme"], ifnd["confidence"]) == ("elimination", "linear", "ifnd")
+    references = {"PCL": _switches(TrainConfig(**pcl)), "IFND": _switches(TrainConfig(**ifnd))}
+    for row in rows:
+        cfg = TrainConfig(batch_size=1024, **row["overrides"]).validate()
+        if row["baseline"]:
+            reference = references[row["method"]]
+            changed = [s for s in SWITCHES if _switches(cfg)[s] != reference[s]]
+            assert len(changed) == 1, (row, changed)
+    assert [r["paper_top1"] for r in rows] == [71.5, 72.8, 74.0, 73.1, 73.4, 73.5, 73.1, 69.9, 73.2, 71.2]
+    assert table7_rows(10)[2]["overrides"]["cluster_numbers"] == [10, 30, 100]  # CIFAR-10's default k

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ifnd import augment as aug
-from ifnd.falseneg.base import Detector, LabelDetector
+from ifnd.falseneg.base import LabelDetector, NoDetector
 from ifnd.frameworks.swav import SwAV, codes, label_mean_embeddings, sinkhorn
 
 MEAN, STD = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25])
@@ -64,7 +64,7 @@ def test_prototypes_frozen_at_first_and_normalised_every_step():
     views, index = views_and_index(model)
     for step in range(3):
         model.zero_grad(set_to_none=True)
-        model.training_loss(views, index, Detector(), "instance", 0.1).backward()
+        model.training_loss(views, index, NoDetector(), "instance", 0.1).backward()
         assert torch.allclose(model.prototypes.weight.norm(dim=1), torch.ones(6), atol=1e-5)
         assert (model.prototypes.weight.grad is None) == (step < 2)
         assert model.encoder.head[0].weight.grad is not None
@@ -74,11 +74,11 @@ def test_prototypes_frozen_at_first_and_normalised_every_step():
 def test_queue_starts_at_its_epoch_and_is_used_once_full():
     model = small_swav(queue_size=16, queue_start_epoch=1)
     views, index = views_and_index(model)  # batch 8: two steps fill a queue of 16
-    model.training_loss(views, index, Detector(), "instance", 0.1)
+    model.training_loss(views, index, NoDetector(), "instance", 0.1)
     assert not model.queue_active and model.queue.abs().sum() == 0
     model.set_epoch(1)
     for filled_rows in (8, 16):
-        model.training_loss(views, index, Detector(), "instance", 0.1)
+        model.training_loss(views, index, NoDetector(), "instance", 0.1)
         assert bool(model.queue_active) and int((model.queue[0].abs().sum(1) > 0).sum()) == filled_rows
     assert model._queue_in_use()
     assert {"queue", "queue_active", "iteration", "epoch"} <= set(model.state_dict())
@@ -102,7 +102,7 @@ def test_ifnd_codes_are_shared_by_samples_with_one_pseudo_label(monkeypatch):
         assert torch.allclose(q[0], q[2]) and torch.allclose(q[1], q[4])
         assert not torch.allclose(q[0], q[3])
     seen.clear()
-    model.training_loss(views, index, Detector(), "instance", 0.1)
+    model.training_loss(views, index, NoDetector(), "instance", 0.1)
     assert not torch.allclose(seen[0][0], seen[0][2])  # plain SwAV: every sample its own code
 
 

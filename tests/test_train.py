@@ -88,7 +88,7 @@ def test_feature_bank_replaces_the_extraction_pass(tiny_cifar, tmp_path, monkeyp
 
 def test_resume_refuses_a_different_config(tiny_cifar, tmp_path):
     Trainer(tiny_config(tiny_cifar, tmp_path / "r", epochs=1, warmup_epochs=0)).run()
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"other settings \(lr 0.1 -> 0.2\)"):
         Trainer(tiny_config(tiny_cifar, tmp_path / "r", epochs=1, warmup_epochs=0, lr=0.2)).run(resume=True)
 
 
@@ -100,12 +100,13 @@ def test_label_map_relabels_supcon_targets(tiny_cifar, tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"detector": "ifnd", "objective": "instance"}, "makes no sense"),
+    ({"detector": "ifnd", "objective": "instance"}, "detector 'ifnd' serves objective elimination or attraction"),
     ({"acceptance_final": 1.5, "detector": "ifnd", "objective": "elimination"}, "outside \\[0, 1\\]"),
     ({"arch": "vit"}, "unknown arch"),
     ({"batch_size": 1}, "at least 2"),
     ({"warmup_epochs": 5, "epochs": 3}, "warmup_epochs"),
-    ({"cluster_features": "bank", "cluster_on": "backbone"}, "needs cluster_on='projection'"),
+    ({"cluster_features": "bank", "cluster_on": "backbone", "detector": "ifnd", "objective": "elimination",
+      "refresh_every": 1, "epochs": 2, "warmup_epochs": 0}, "needs cluster_on='projection'"),
 ])
 def test_bad_configs_fail_early(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,43 +1,28 @@
-"""Detector registry: how each ``--detector`` name is built from a config and the true labels."""
-from __future__ import annotations
+"""Detector registry: each ``--detector`` is one module declaring a :class:`DetectorSpec`, and one line here.
 
-from typing import Callable
+A spec says what the detector can do (the objectives it serves, whether its detections are labels,
+whether it re-detects every ``refresh_every`` epochs) and checks its own config fields;
+:class:`ifnd.config.TrainConfig` validates against the specs, never against names.
+"""
+from __future__ import annotations
 
 import torch
 
-from ifnd.falseneg.base import ContrastiveBatch, Detector, LabelDetector, TrueLabelDetector
-from ifnd.falseneg.glofnd import GloFNDDetector
-from ifnd.falseneg.incremental import AcceptanceSchedule, IncrementalDetector
-from ifnd.falseneg.pcl import PrototypeDetector
+from ifnd.falseneg import glofnd, incremental, pcl
+from ifnd.falseneg.base import NONE, TRUE_LABELS, ContrastiveBatch, Detector, DetectorSpec, LabelDetector
 
-
-def _incremental(cfg, true_labels: torch.Tensor) -> IncrementalDetector:
-    """IFND's clustering detector; with objective ``protonce`` it also keeps PCL's prototypes."""
-    schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
-                                  cfg.acceptance_step_at)
-    args = (true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every, cfg.temperature,
-            cfg.confidence, cfg.seed, cfg.kmeans_backend)
-    if cfg.objective == "protonce":
-        return PrototypeDetector(*args, negatives=cfg.pcl_negatives)
-    return IncrementalDetector(*args)
-
-
-def _glofnd(cfg, true_labels: torch.Tensor) -> GloFNDDetector:
-    return GloFNDDetector(true_labels.shape[0], cfg.glofnd_alpha, cfg.glofnd_lr, cfg.glofnd_start_epoch)
-
-
-DETECTORS: dict[str, Callable[..., Detector]] = {
-    "none": lambda cfg, true_labels: Detector(),
-    "true_labels": lambda cfg, true_labels: TrueLabelDetector(true_labels),
-    "ifnd": _incremental,
-    "glofnd": _glofnd,
-}
+DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
+    NONE,
+    TRUE_LABELS,
+    incremental.SPEC,
+    pcl.SPEC,
+    glofnd.SPEC,
+)}
 
 
 def build_detector(cfg, true_labels: torch.Tensor) -> Detector:
     """``true_labels`` are the training labels after the config's ``label_map``."""
-    return DETECTORS[cfg.detector](cfg, true_labels)
+    return DETECTORS[cfg.detector].build(cfg, true_labels)
 
 
-__all__ = ["ContrastiveBatch", "Detector", "LabelDetector", "TrueLabelDetector", "GloFNDDetector", "PrototypeDetector",
-           "DETECTORS", "build_detector"]
+__all__ = ["ContrastiveBatch", "Detector", "DetectorSpec", "LabelDetector", "DETECTORS", "build_detector"]

@@ -1,12 +1,12 @@
-"""What every false-negative detector provides to the trainer."""
+"""What every false-negative detector provides to the trainer, and what it declares to the config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
-from ifnd.losses import Pairs, same_label_pairs
+from ifnd.pairs import Pairs, same_label_pairs
 
 
 @dataclass
@@ -15,7 +15,7 @@ class ContrastiveBatch:
 
     ``logits`` are ``s_ij / T`` for anchors (rows) against candidates (columns);
     ``anchor_index`` / ``candidate_index`` are dataset sample indices (-1: empty queue slot);
-    ``positive`` holds each anchor's own other view(s) as :class:`~ifnd.losses.Pairs`, ``valid``
+    ``positive`` holds each anchor's own other view(s) as :class:`~ifnd.pairs.Pairs`, ``valid``
     (``[A, C]``) the candidates that count at all;
     ``anchor_embedding`` (optional) holds the anchors' unit embeddings ``z`` with gradient, for
     detectors whose ``extra_loss`` needs them (PCL's prototype term).
@@ -34,10 +34,37 @@ FeatureFn = Callable[[], torch.Tensor]
 """Returns L2-normalisable features of the whole training set (evaluation transform)."""
 
 
-class Detector:
-    """Finds false negatives; the default finds none (instance-level SimCLR / MoCo v2)."""
+def no_problem(cfg: Any) -> str | None:
+    return None
 
-    name = "none"
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector is and can do; its module declares one, :data:`ifnd.falseneg.DETECTORS` lists them.
+
+    ``build(cfg, true_labels)`` makes the detector (``true_labels``: the training labels after the
+    config's ``label_map``). ``check(cfg)`` says why a config cannot run it (its own fields), or None;
+    :meth:`ifnd.config.TrainConfig.validate` turns that into the one-line error.
+    """
+
+    name: str
+    build: Callable[[Any, torch.Tensor], "Detector"]
+    help: str                                   # one line for ``--help``
+    objectives: tuple[str, ...] = ("elimination", "attraction")  # the objectives it serves (Sec. 3.3)
+    label_based: bool = True    # detections are label equalities (false_negative_labels): the fused kernel serves it
+    refreshes: bool = False     # re-detects from the embedding every ``refresh_every`` epochs
+    extra_loss: bool = False    # adds a term on the anchors' embeddings: needs a contrastive framework
+    fields: tuple[str, ...] = ()                # the config fields it owns (its ``--help`` group)
+    check: Callable[[Any], str | None] = no_problem
+    recorded_as: dict = field(default_factory=dict)
+    """Fields under which runs of this detector were recorded before it had a name of its own; run
+    identities (``reproduce.runs``) and old ``config.json`` files use them (PCL: ``ifnd`` + ``protonce``)."""
+
+
+class Detector:
+    """Finds false negatives; what the trainer calls. Subclasses say what they detect."""
+
+    name = ""
 
     def refresh_due(self, epochs_done: int, total_epochs: int) -> bool:
         """Whether ``refresh`` must run after ``epochs_done`` epochs."""
@@ -51,12 +78,11 @@ class Detector:
         """The detected false negatives ``(level, anchor, candidate)``, or ``None`` for none."""
         return None
 
-    def false_negative_labels(self, batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def false_negative_labels(self, batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """``false_negatives`` as labels ``([L, A], [L, C])``: equal at a level = detected there (``L = 0``:
-        none), for the fused kernel; ``None`` when the detections are not label equalities."""
-        anchors, candidates = batch.logits.shape
-        no_levels = torch.zeros(0, anchors, dtype=torch.long, device=batch.logits.device)
-        return no_levels, no_levels.new_zeros(0, candidates)
+        none), for the fused kernel. Only detectors declared ``label_based`` have them."""
+        raise NotImplementedError(f"detector {self.name!r} does not give its detections as labels (it is not "
+                                  "label based): the fused kernel cannot serve it; use --loss-kernel pairs")
 
     def extra_loss(self, batch: ContrastiveBatch) -> torch.Tensor | float:
         """A term added to the contrastive loss (PCL's prototype term); none by default."""
@@ -75,6 +101,22 @@ class Detector:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def no_labels(batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero label levels: nothing detected, as the fused kernel reads it."""
+    anchors, candidates = batch.logits.shape
+    no_levels = torch.zeros(0, anchors, dtype=torch.long, device=batch.logits.device)
+    return no_levels, no_levels.new_zeros(0, candidates)
+
+
+class NoDetector(Detector):
+    """Detects nothing: instance-level learning (SimCLR / MoCo v2, paper Eq. 1)."""
+
+    name = "none"
+
+    def false_negative_labels(self, batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return no_labels(batch)
 
 
 class LabelDetector(Detector):
@@ -108,3 +150,9 @@ class TrueLabelDetector(LabelDetector):
 
     def __init__(self, true_labels: torch.Tensor):
         super().__init__(torch.as_tensor(true_labels).view(1, -1))
+
+
+NONE = DetectorSpec("none", lambda cfg, true_labels: NoDetector(), "detect nothing: the instance loss (Eq. 1)",
+                    objectives=("instance",))
+TRUE_LABELS = DetectorSpec("true_labels", lambda cfg, true_labels: TrueLabelDetector(true_labels),
+                           "oracle: every sample of the anchor's true class (SupCon with attraction)")

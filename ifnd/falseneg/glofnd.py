@@ -40,8 +40,8 @@ from __future__ import annotations
 import torch
 
 from ifnd.distributed import gather, is_distributed
-from ifnd.falseneg.base import ContrastiveBatch, Detector, FeatureFn
-from ifnd.losses import Pairs
+from ifnd.falseneg.base import ContrastiveBatch, Detector, DetectorSpec, FeatureFn
+from ifnd.pairs import Pairs
 
 BETA1, BETA2, EPS = 0.9, 0.98, 1e-8
 
@@ -113,9 +113,6 @@ class GloFNDDetector(Detector):
         keep = gathered[0] >= 0
         return [x[keep] for x in gathered]
 
-    def false_negative_labels(self, batch: ContrastiveBatch) -> None:
-        return None  # thresholds on similarities, not labels
-
     def false_negatives(self, batch: ContrastiveBatch) -> Pairs | None:
         similarity = batch.logits.detach().float() * batch.temperature
         negative = batch.valid.clone()
@@ -134,3 +131,22 @@ class GloFNDDetector(Detector):
         device = self.lam.device
         self.lam, self.m, self.v, self.t = (state[k].to(device).clone() for k in ("lambda", "m", "v", "t"))
         self.epoch = state["epoch"]
+
+
+def config_problem(cfg) -> str | None:
+    if not 0.0 < cfg.glofnd_alpha < 1.0:
+        return (f"glofnd_alpha={cfg.glofnd_alpha} must be in (0, 1): the fraction of each anchor's negatives "
+                "treated as false negatives (GloFND: 0.01)")
+    if not cfg.glofnd_lr > 0:
+        return f"glofnd_lr={cfg.glofnd_lr} must be positive (GloFND: 0.05)"
+    if not 0 <= cfg.glofnd_start_epoch < cfg.epochs:
+        return (f"glofnd_start_epoch={cfg.glofnd_start_epoch} must be in [0, epochs={cfg.epochs}): before it "
+                "nothing is removed, so GloFND would never act; lower --glofnd-start-epoch (GloFND: 70 of 200 epochs)")
+    return None
+
+
+SPEC = DetectorSpec(
+    "glofnd", lambda cfg, true_labels: GloFNDDetector(true_labels.shape[0], cfg.glofnd_alpha, cfg.glofnd_lr,
+                                                      cfg.glofnd_start_epoch),
+    "GloFND (Balmaseda et al., 2025): a learned similarity threshold per sample",
+    label_based=False, fields=("glofnd_alpha", "glofnd_lr", "glofnd_start_epoch"), check=config_problem)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ifnd.falseneg.base import FeatureFn, LabelDetector
+from ifnd.falseneg.base import DetectorSpec, FeatureFn, LabelDetector
 from ifnd.falseneg.kmeans import kmeans
 
 SCHEMES = ("constant", "step", "linear")
@@ -178,3 +178,27 @@ class IncrementalDetector(LabelDetector):
     def load_state_dict(self, state: dict) -> None:
         self.labels = state["labels"].long()
         self.rate = state["rate"]
+
+
+CLUSTERING_FIELDS = ("cluster_numbers", "refresh_every", "acceptance_scheme", "acceptance_initial", "acceptance_final",
+                     "acceptance_step_at", "confidence", "cluster_on", "cluster_features", "kmeans_backend")
+
+
+def clustering_arguments(cfg, true_labels: torch.Tensor) -> tuple:
+    """The positional arguments of :class:`IncrementalDetector` (and PCL's detector) from a config."""
+    schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
+                                  cfg.acceptance_step_at)
+    return (true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every, cfg.temperature,
+            cfg.confidence, cfg.seed, cfg.kmeans_backend)
+
+
+def clustering_problem(cfg) -> str | None:
+    if cfg.cluster_features == "bank" and cfg.cluster_on != "projection":
+        return ("cluster_features='bank' keeps the projections z the training steps compute, so it needs "
+                "cluster_on='projection' (or use cluster_features='extract' for backbone features)")
+    return None
+
+
+SPEC = DetectorSpec("ifnd", lambda cfg, true_labels: IncrementalDetector(*clustering_arguments(cfg, true_labels)),
+                    "IFND: k-means pseudo labels at each cluster number, accepted incrementally (Sec. 3.2)",
+                    refreshes=True, fields=CLUSTERING_FIELDS, check=clustering_problem)

@@ -1,4 +1,4 @@
-"""PCL's ProtoNCE (Li et al., 2021, ICLR) on the suite's clustering detector, and Table 7's grid.
+"""PCL (Li et al., 2021, ICLR) as a detector: IFND's clustering plus ProtoNCE's prototype term.
 
 ``L_ProtoNCE = L_InfoNCE + 1/M sum_m L_proto,m`` (PCL Eq. 11 as in its official code,
 salesforce/PCL ``pcl/builder.py`` + ``main_pcl.py``). For clustering level ``m`` with unit
@@ -11,9 +11,11 @@ centroids ``c`` and per-cluster concentrations ``phi`` (PCL Eq. 9, ``pcl_concent
   batch samples' prototypes are negatives too, exactly as PCL's ``labels_proto = arange(B)``;
 * averaged over the anchors, then over levels (``loss_proto /= len(num_cluster)``).
 
-The instance term is the masked kernel with the instance masks (objective ``protonce`` removes
-nothing), so ProtoNCE runs on SimCLR (Table 7: 2B anchors, two views of a sample share its column)
-and on MoCo v2 (Table 1: the queries are the anchors, as PCL).
+The instance term is the masked kernel with the instance masks (detector ``pcl`` removes nothing:
+objective ``instance``, Eq. 1); the prototype term is the detector's ``extra_loss``. So ProtoNCE
+runs on SimCLR (Table 7: 2B anchors, two views of a sample share its column) and on MoCo v2
+(Table 1: the queries are the anchors, as PCL), not on SwAV (no anchors). ``--mode pcl`` adds
+PCL's schedule (step warm-up) and confidence (Eq. 9).
 
 Readings and choices:
 
@@ -38,8 +40,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ifnd.falseneg.base import ContrastiveBatch, Detector
-from ifnd.falseneg.incremental import IncrementalDetector, pcl_concentration
+from ifnd.falseneg.base import ContrastiveBatch, DetectorSpec, no_labels
+from ifnd.falseneg.incremental import (CLUSTERING_FIELDS, IncrementalDetector, clustering_arguments,
+                                       clustering_problem, pcl_concentration)
 
 PCL_R = 16384  # PCL's default r (pcl_r = queue size) on ImageNet
 
@@ -90,7 +93,7 @@ def prototype_logits(embedding: torch.Tensor, anchor_index: torch.Tensor, assign
 class PrototypeDetector(IncrementalDetector):
     """The IFND clustering detector that also keeps PCL's prototypes and adds ProtoNCE's term."""
 
-    name = "ifnd"
+    name = "pcl"
 
     def __init__(self, *args, negatives: int = -1, **kwargs):
         super().__init__(*args, **kwargs)
@@ -111,7 +114,8 @@ class PrototypeDetector(IncrementalDetector):
     def false_negatives(self, batch: ContrastiveBatch) -> None:
         return None  # ProtoNCE's instance term is InfoNCE: nothing is removed
 
-    false_negative_labels = Detector.false_negative_labels
+    def false_negative_labels(self, batch: ContrastiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return no_labels(batch)
 
     def _labels_on(self, device) -> torch.Tensor:
         if self._device_labels is None or self._device_labels[0] is not self.labels:
@@ -122,7 +126,7 @@ class PrototypeDetector(IncrementalDetector):
         if not self.centroids:
             return 0.0
         if batch.anchor_embedding is None:
-            raise ValueError("objective protonce needs the anchors' embeddings, but this framework's "
+            raise ValueError("detector pcl needs the anchors' embeddings, but this framework's "
                              "ContrastiveBatch has no anchor_embedding")
         z = batch.anchor_embedding
         labels = self._labels_on(z.device)
@@ -146,46 +150,13 @@ class PrototypeDetector(IncrementalDetector):
             self.gen.set_state(state["gen"])
 
 
-# --------------------------------------------------------------------------------------------
-# Table 7 (App. E): ablation against PCL on CIFAR-100, SimCLR-based. Four orthogonal switches.
-# --------------------------------------------------------------------------------------------
-_FINE, _COARSE = (25, 50, 100), (1, 3, 10)  # cluster numbers x100 on CIFAR-100
-
-_TABLE7 = [  # method, baseline, objective, assignment, clusters (x scale), confidence, paper top-1
-    ("SimCLR", False, "instance", "constant", None, None, 71.5),
-    ("PCL", False, "protonce", "step", _FINE, "pcl", 72.8),
-    ("IFND (Ours)", False, "elimination", "linear", _COARSE, "ifnd", 74.0),
-    ("PCL", True, "elimination", "step", _FINE, "pcl", 73.1),
-    ("IFND", True, "protonce", "linear", _COARSE, "ifnd", 73.4),
-    ("PCL", True, "protonce", "linear", _FINE, "pcl", 73.5),
-    ("IFND", True, "elimination", "step", _COARSE, "ifnd", 73.1),
-    ("PCL", True, "protonce", "step", _COARSE, "pcl", 69.9),
-    ("IFND", True, "elimination", "linear", _FINE, "ifnd", 73.2),
-    ("IFND", True, "elimination", "linear", _COARSE, "pcl", 71.2),
-]
+def config_problem(cfg) -> str | None:
+    return clustering_problem(cfg) or negatives_problem(cfg.pcl_negatives, cfg.cluster_numbers, cfg.batch_size)
 
 
-def table7_rows(scale: int = 100) -> list[dict]:
-    """Every row of Table 7 as config overrides (framework SimCLR); ``scale`` multiplies the cluster
-    numbers: 100 is the paper's CIFAR-100 ({25,50,100} x 100 = 2500/5000/10000 and {1,3,10} x 100 =
-    100/300/1000), 10 the same ratios to the class count on CIFAR-10.
-
-    Each row: ``method``, ``baseline`` (the paper's dagger), ``paper_top1`` and ``overrides`` (a dict
-    of ``TrainConfig`` fields; the dataset, schedule and size come from the harness's profile).
-    """
-    rows = []
-    for method, baseline, objective, scheme, clusters, confidence, top1 in _TABLE7:
-        if objective == "instance":
-            overrides = {"framework": "simclr", "detector": "none", "objective": "instance"}
-        else:
-            overrides = {"framework": "simclr", "detector": "ifnd", "objective": objective,
-                         "acceptance_scheme": scheme, "acceptance_initial": 0.0, "acceptance_final": 1.0,
-                         "acceptance_step_at": 0.1, "cluster_numbers": [c * scale for c in clusters],
-                         "confidence": confidence}
-        rows.append({"method": method, "baseline": baseline, "objective": objective, "assignment": scheme,
-                     "clusters_x100": list(clusters) if clusters else None, "confidence": confidence,
-                     "paper_top1": top1, "overrides": overrides})
-    return rows
-
-
-TABLE7_ROWS = table7_rows(100)
+SPEC = DetectorSpec(
+    "pcl", lambda cfg, true_labels: PrototypeDetector(*clustering_arguments(cfg, true_labels),
+                                                      negatives=cfg.pcl_negatives),
+    "PCL (Li et al., 2021): IFND's clustering plus ProtoNCE's prototype term; removes nothing",
+    objectives=("instance",), refreshes=True, extra_loss=True, fields=CLUSTERING_FIELDS + ("pcl_negatives",),
+    check=config_problem, recorded_as={"detector": "ifnd", "objective": "protonce"})

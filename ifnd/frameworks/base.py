@@ -2,31 +2,53 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ifnd import augment as aug
-from ifnd.falseneg.base import ContrastiveBatch, Detector
+from ifnd.falseneg.base import ContrastiveBatch, Detector, no_problem
 from ifnd.fused_loss import fused_label_loss
-from ifnd.losses import check_kernel_inputs, masked_contrastive_loss, objective_pairs, positive_columns
+from ifnd.losses import check_kernel_inputs, masked_contrastive_loss
+from ifnd.pairs import objective_pairs, positive_columns
 
 
 def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str, kernel: str = "pairs") -> torch.Tensor:
     """The masked kernel on one batch with the detector's false negatives removed (or attracted).
 
-    ``kernel="fused"`` runs label detectors (and none) through :mod:`ifnd.fused_loss` (same loss and
-    gradient, two Triton passes; CUDA); other detectors, and ``"pairs"``, through the pair kernel.
+    ``kernel="fused"`` runs :mod:`ifnd.fused_loss` (same loss and gradient, two Triton passes; CUDA) on
+    the detector's labels; only label-based detectors have them (the config refuses the others).
     """
-    labels = detector.false_negative_labels(batch) if kernel == "fused" else None
-    if labels is None:
-        positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
-        loss = masked_contrastive_loss(batch.logits, batch.valid, positive, excluded)
-    else:
+    if kernel == "fused":
         check_kernel_inputs(batch.logits, batch.valid, batch.positive)
         table = positive_columns(batch.positive, batch.logits.shape[0])
-        loss = fused_label_loss(batch.logits, batch.valid, table, objective, *labels)
+        loss = fused_label_loss(batch.logits, batch.valid, table, objective, *detector.false_negative_labels(batch))
+    else:
+        positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
+        loss = masked_contrastive_loss(batch.logits, batch.valid, positive, excluded)
     return loss + detector.extra_loss(batch)
+
+
+@dataclass(frozen=True)
+class FrameworkSpec:
+    """What a framework is and can train; its module declares one, :data:`ifnd.frameworks.FRAMEWORKS` lists them.
+
+    ``check(cfg)`` says why a config cannot run it (its own fields), or None.
+    """
+
+    name: str
+    build: Callable[[Any], "Framework"]
+    help: str                                   # one line for ``--help``
+    objectives: tuple[str, ...] = ("instance", "elimination", "attraction")  # what its loss can train
+    contrastive: bool = True           # anchors against candidates (a ContrastiveBatch): serves detectors'
+                                       # extra losses and both loss kernels
+    label_detectors_only: bool = False  # reads the detector's labels (SwAV's label-mean codes)
+    blur: bool = False                 # its recipe blurs (p = 0.5) from 64 px (ImageNet-sized images)
+    step_cost: float = 1.0             # one training image's cost in SimCLR two-view passes (budget estimates)
+    fields: tuple[str, ...] = ()       # the config fields it owns (its ``--help`` group)
+    check: Callable[[Any], str | None] = no_problem
 
 
 class Framework(nn.Module):

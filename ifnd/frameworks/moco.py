@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from ifnd.distributed import gather, is_distributed, rank, world_size
 from ifnd.falseneg.base import ContrastiveBatch
-from ifnd.frameworks.base import Framework
-from ifnd.losses import Pairs
+from ifnd.frameworks.base import Framework, FrameworkSpec
+from ifnd.pairs import Pairs
 from ifnd.models import PROJECTION_DIM, Encoder
 
 
@@ -165,3 +165,19 @@ class MoCo(Framework):
             self.enqueue(gather(keys), gather(index))
             self._pending = None
         self.steps += 1
+
+
+def config_problem(cfg) -> str | None:
+    if not 0.0 <= cfg.moco_momentum < 1.0:
+        return f"moco_momentum={cfg.moco_momentum} must be in [0, 1) (MoCo: 0.999)"
+    if cfg.moco_bn_splits < 1 or cfg.batch_size % cfg.moco_bn_splits:
+        return (f"moco_bn_splits={cfg.moco_bn_splits} must be >= 1 and divide batch_size={cfg.batch_size} (each "
+                "group is one emulated GPU of MoCo's shuffled BN)")
+    return queue_size_problem(cfg.queue_size, cfg.batch_size)
+
+
+SPEC = FrameworkSpec(
+    "moco", lambda cfg: MoCo(cfg.arch, cfg.cifar_stem, momentum=cfg.moco_momentum, queue_size=cfg.queue_size,
+                             bn_splits=cfg.moco_bn_splits, seed=cfg.seed),
+    "MoCo v2: queries against a momentum encoder's keys and a queue of past keys",
+    blur=True, step_cost=4 / 3, fields=("moco_momentum", "queue_size", "moco_bn_splits"), check=config_problem)

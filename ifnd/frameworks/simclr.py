@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from ifnd.distributed import gather, gather_with_grad, rank
 from ifnd.falseneg.base import ContrastiveBatch
-from ifnd.frameworks.base import Framework
-from ifnd.losses import same_label_pairs
+from ifnd.frameworks.base import Framework, FrameworkSpec
+from ifnd.pairs import same_label_pairs
 from ifnd.models import Encoder
 
 
@@ -33,3 +33,7 @@ class SimCLR(Framework):
         positive = same_image.select(same_image.candidate != own[same_image.anchor])
         return ContrastiveBatch(logits, anchor_index, candidate_index, positive, ~is_self, temperature,
                                 anchor_embedding=z)
+
+
+SPEC = FrameworkSpec("simclr", lambda cfg: SimCLR(cfg.arch, cfg.cifar_stem),
+                     "SimCLR: two views, the other 2B-1 views as candidates")

@@ -40,8 +40,8 @@ from torch import nn
 
 from ifnd import augment as aug
 from ifnd.distributed import gather, is_distributed, rank, world_size
-from ifnd.falseneg.base import Detector
-from ifnd.frameworks.base import Framework
+from ifnd.falseneg.base import Detector, NoDetector
+from ifnd.frameworks.base import Framework, FrameworkSpec
 from ifnd.models import PROJECTION_DIM, Encoder
 
 SWAV_JITTER = (0.8, 0.8, 0.8, 0.2)  # SwAV's get_color_distortion(s=1.0)
@@ -151,7 +151,7 @@ class SwAV(Framework):
     def _label_levels(self, detector: Detector, index: torch.Tensor) -> list[torch.Tensor | None]:
         labels = detector.level_labels()
         if labels is None:
-            if detector.name != "none":
+            if not isinstance(detector, NoDetector):
                 raise ValueError(f"framework swav averages embeddings by pseudo label, but detector "
                                  f"{detector.name!r} has no labels: use --detector ifnd (or none / true_labels)")
             return [None]
@@ -208,3 +208,43 @@ class SwAV(Framework):
     @torch.no_grad()
     def after_step(self) -> None:
         self.iteration += 1
+
+
+def config_problem(cfg) -> str | None:
+    crops = (cfg.swav_crop_sizes, cfg.swav_crop_counts, cfg.swav_crop_min_scale, cfg.swav_crop_max_scale)
+    if len({len(c) for c in crops}) != 1 or not cfg.swav_crop_sizes:
+        return ("swav_crop_sizes, swav_crop_counts, swav_crop_min_scale and swav_crop_max_scale need one entry per "
+                "crop group (App. F: sizes 160 96, counts 2 4, min scales 0.14 0.05, max scales 1 0.14)")
+    if cfg.swav_crop_counts[0] < 2 or min(cfg.swav_crop_counts) < 1:
+        return (f"swav_crop_counts={cfg.swav_crop_counts}: the first group needs at least 2 crops (SwAV computes "
+                "codes on two large crops) and every group at least 1")
+    if min(cfg.swav_crop_sizes) < 4:
+        return f"swav_crop_sizes={cfg.swav_crop_sizes}: crops need at least 4 pixels"
+    for lo, hi in zip(cfg.swav_crop_min_scale, cfg.swav_crop_max_scale):
+        if not 0 < lo <= hi <= 1:
+            return f"swav crop scales ({lo}, {hi}) must satisfy 0 < min <= max <= 1"
+    if cfg.swav_prototypes < 1 or cfg.swav_sinkhorn_iters < 1 or not cfg.swav_epsilon > 0:
+        return ("swav_prototypes and swav_sinkhorn_iters must be >= 1 and swav_epsilon > 0 (SwAV: 3000 prototypes, "
+                "3 iterations, epsilon 0.05)")
+    if cfg.swav_queue_size and cfg.swav_queue_size < cfg.batch_size:
+        return (f"swav_queue_size={cfg.swav_queue_size} is smaller than the batch size {cfg.batch_size}: the queue "
+                f"keeps past batches, so use at least --swav-queue-size {cfg.batch_size} (SwAV: 3840 at batch 256), "
+                "or 0 for none")
+    if cfg.swav_queue_start_epoch < 0 or cfg.swav_freeze_prototypes_iters < 0:
+        return "swav_queue_start_epoch and swav_freeze_prototypes_iters must be >= 0"
+    return None
+
+
+SPEC = FrameworkSpec(
+    "swav", lambda cfg: SwAV(cfg.arch, cfg.cifar_stem, prototypes=cfg.swav_prototypes, crop_sizes=cfg.swav_crop_sizes,
+                             crop_counts=cfg.swav_crop_counts, crop_min_scale=cfg.swav_crop_min_scale,
+                             crop_max_scale=cfg.swav_crop_max_scale, epsilon=cfg.swav_epsilon,
+                             sinkhorn_iterations=cfg.swav_sinkhorn_iters, queue_size=cfg.swav_queue_size,
+                             queue_start_epoch=cfg.swav_queue_start_epoch,
+                             freeze_prototypes_iters=cfg.swav_freeze_prototypes_iters),
+    "SwAV: multi-crop swapped prediction of Sinkhorn codes; IFND averages codes' embeddings by pseudo label (App. F)",
+    objectives=("instance", "elimination"), contrastive=False, label_detectors_only=True, blur=True, step_cost=1.5,
+    fields=("swav_prototypes", "swav_crop_sizes", "swav_crop_counts", "swav_crop_min_scale", "swav_crop_max_scale",
+            "swav_epsilon", "swav_sinkhorn_iters", "swav_queue_size", "swav_queue_start_epoch",
+            "swav_freeze_prototypes_iters"),
+    check=config_problem)

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ifnd.config import ConfigError, MODES, TrainConfig
+from ifnd.config import DETECTORS, MODE_ALIASES, MODES, ConfigError, TrainConfig, mode_settings
 
 from reproduce.paths import DataPaths
 from reproduce.profiles import Profile
@@ -160,38 +160,11 @@ class Spec:
 
 
 # -- methods ---------------------------------------------------------------------------------------
-def mode_fields(mode: str) -> dict:
-    """The TrainConfig fields of a ``--mode`` preset (``ifnd.config.mode_settings`` where it exists)."""
-    try:
-        from ifnd.config import mode_settings
-    except ImportError:
-        mode_settings = None
-    if mode not in MODES:
-        raise KeyError(mode)
-    if mode_settings is not None:
-        return dict(mode_settings(mode))
-    detector, objective = MODES[mode]
-    return {"detector": detector, "objective": objective}
-
-
-def availability(fields: dict) -> str | None:
-    """Why the library cannot run these fields yet (an unregistered framework, detector, objective)."""
-    from ifnd.config import field_choices
-
-    choices = field_choices()
-    for name in ("framework", "detector", "objective", "confidence", "acceptance_scheme"):
-        if name in fields and fields[name] not in choices.get(name, (fields[name],)):
-            return (f"{name} {fields[name]!r} is not available in this ifnd version (known: "
-                    f"{', '.join(choices[name])})")
-    return None
-
-
 def method(ctx_or_none, name: str) -> dict | NotRun:
-    """Fields of a named method; NotRun when the library lacks its mode."""
-    try:
-        return mode_fields(name)
-    except KeyError:
-        return NotRun(f"--mode {name} is not available in this ifnd version (known: {', '.join(MODES)})")
+    """The TrainConfig fields of a ``--mode`` preset (:func:`ifnd.config.mode_settings`)."""
+    if name not in MODES and name not in MODE_ALIASES:
+        return NotRun(f"--mode {name} is not a preset of ifnd (known: {', '.join(MODES)})")
+    return mode_settings(name)
 
 
 DATASET_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet"}
@@ -242,10 +215,8 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
     config = {**ctx.profile.train_fields(kind), **dataset_fields(dataset), **fields, **extra, "seed": seed}
     if label_map is not None and not identity_map(label_map):
         config["label_map"] = list(label_map)
-    problem = availability(config)
-    if problem:
-        return NotRun(problem)
-    if config.get("detector") == "ifnd" and kind == "cifar":
+    detector = DETECTORS.get(config.get("detector"))
+    if detector is not None and "cluster_numbers" in detector.fields and kind == "cifar":
         n = training_size(ctx, dataset)
         if n is not None and max(config["cluster_numbers"]) > n:
             return NotRun(f"cluster numbers {config['cluster_numbers']} exceed the {n} training images: use more "
@@ -333,18 +304,6 @@ def result(key: str) -> Callable[[dict], float | None]:
     def read(record: dict) -> float | None:
         value = record.get("result", {}).get(key)
         return float(value) if isinstance(value, (int, float)) else None
-
-    return read
-
-
-def metric_at(name: str, epoch: int) -> Callable[[dict], float | None]:
-    """``name`` as logged at ``epoch`` in a train record's metrics."""
-
-    def read(record: dict) -> float | None:
-        for entry in record.get("result", {}).get("metrics", []):
-            if entry.get("epoch") == epoch and isinstance(entry.get(name), (int, float)):
-                return float(entry[name])
-        return None
 
     return read
 

@@ -44,7 +44,7 @@ def swav_cifar(ctx: Context) -> dict:
 
 def method_fields(ctx: Context, name: str, imagenet: bool) -> dict | NotRun:
     """Fields of the Table 1/4/8 methods on ImageNet (``imagenet``) or as CIFAR-10 stand-ins."""
-    mode = {"moco_v2": "simclr", "ifnd_moco": "ifnd", "ifnd": "ifnd", "pcl": "pcl", "swav": "simclr",
+    mode = {"moco_v2": "instance", "ifnd_moco": "ifnd", "ifnd": "ifnd", "pcl": "pcl", "swav": "instance",
             "ifnd_swav": "ifnd"}[name]
     fields = method(ctx, mode)
     if isinstance(fields, NotRun):

@@ -22,8 +22,7 @@ OURS = {"MoCo v2": "moco_v2", "SwAV": "swav", "PCL": "pcl", "IFND (Ours)": "ifnd
 def standin_run(ctx: Context, name: str, seed: int):
     if name in ("ifnd", "pcl", "simclr"):  # SimCLR-based, the runs of Tables 5-7
         if name == "pcl":
-            from ifnd.falseneg.pcl import table7_rows
-            from reproduce.specs.table7 import capped
+            from reproduce.specs.table7 import capped, table7_rows
 
             rows = table7_rows(10)
             overrides = dict(rows[1]["overrides"])

@@ -37,16 +37,9 @@ IMAGENET_DEPTHS = (3, 5, 7, 9, 18)
 METHODS = (("simclr", "SimCLR"), ("ifnd", "IFND (Ours)"), ("supcon", "SupCon"))
 
 
-class TodoError(RuntimeError):
-    pass
-
-
 def cifar10_levels() -> list[tuple[int, int]]:
-    try:
-        from wordnet_hierarchy import cifar10_levels as levels
-    except ImportError as err:
-        raise TodoError("TODO: wordnet_hierarchy.cifar10_levels() is not available yet (the WordNet relabelings of "
-                        "CIFAR-10): Table 5 at this profile needs it") from err
+    from wordnet_hierarchy import cifar10_levels as levels
+
     return list(levels())
 
 

@@ -1,7 +1,8 @@
 """Table 7 (Appendix E): ablation against PCL, SimCLR-based, on CIFAR-100 (``make ablation-pcl``).
 
-Rows come from ``ifnd.falseneg.pcl.table7_rows(scale)``: each row one config of four orthogonal
-switches (objective, pseudo-label assignment, cluster numbers, confidence) with the paper's number.
+Rows come from :func:`table7_rows`: each row one config of four orthogonal switches (objective,
+pseudo-label assignment, cluster numbers, confidence) with the paper's number. ``L_ProtoNCE`` is the
+``pcl`` detector (IFND's clustering plus PCL's prototype term) with the instance objective.
 
 Cluster numbers: the paper's CIFAR-100 values are {1, 3, 10} x 100 (IFND, = Appendix C's
 {100, 300, 1000}) and {25, 50, 100} x 100 (PCL). With CIFAR-10 in place of CIFAR-100 (``smoke`` /
@@ -11,13 +12,54 @@ training images (the smoke profile's 512 images cap them at 256).
 """
 from __future__ import annotations
 
-from ifnd.falseneg.pcl import table7_rows
 from reproduce.specs.base import (Claim, Context, Derived, Grid, Spec, pretrain, probe, probe_note, seeds, source,
                                   training_size)
 from reproduce.specs.table6 import dataset, dataset_title
 
 OBJECTIVES = {"instance": "L_inst", "protonce": "L_ProtoNCE", "elimination": "L_elim"}
 CONFIDENCES = {"ifnd": "Eq. 2", "pcl": "Eq. 9 in PCL", None: "-"}
+# each objective column of the table as config fields: ProtoNCE is the pcl detector (instance loss + prototype term)
+OBJECTIVE_FIELDS = {"instance": {"detector": "none", "objective": "instance"},
+                    "protonce": {"detector": "pcl", "objective": "instance"},
+                    "elimination": {"detector": "ifnd", "objective": "elimination"}}
+
+_FINE, _COARSE = (25, 50, 100), (1, 3, 10)  # cluster numbers x100 on CIFAR-100
+
+# Transcribed from Table 7 (App. E): method, baseline (dagger), objective, assignment, clusters (x100),
+# confidence, top-1.
+PAPER_ROWS = [
+    ("SimCLR", False, "instance", "constant", None, None, 71.5),
+    ("PCL", False, "protonce", "step", _FINE, "pcl", 72.8),
+    ("IFND (Ours)", False, "elimination", "linear", _COARSE, "ifnd", 74.0),
+    ("PCL", True, "elimination", "step", _FINE, "pcl", 73.1),
+    ("IFND", True, "protonce", "linear", _COARSE, "ifnd", 73.4),
+    ("PCL", True, "protonce", "linear", _FINE, "pcl", 73.5),
+    ("IFND", True, "elimination", "step", _COARSE, "ifnd", 73.1),
+    ("PCL", True, "protonce", "step", _COARSE, "pcl", 69.9),
+    ("IFND", True, "elimination", "linear", _FINE, "ifnd", 73.2),
+    ("IFND", True, "elimination", "linear", _COARSE, "pcl", 71.2),
+]
+
+
+def table7_rows(scale: int = 100) -> list[dict]:
+    """Every row of Table 7 as config overrides (framework SimCLR); ``scale`` multiplies the cluster
+    numbers: 100 is the paper's CIFAR-100 ({25,50,100} x 100 = 2500/5000/10000 and {1,3,10} x 100 =
+    100/300/1000), 10 the same ratios to the class count on CIFAR-10.
+
+    Each row: ``method``, ``baseline`` (the paper's dagger), ``paper_top1`` and ``overrides`` (a dict
+    of ``TrainConfig`` fields; the dataset, schedule and size come from the profile).
+    """
+    rows = []
+    for method, baseline, objective, scheme, clusters, confidence, top1 in PAPER_ROWS:
+        overrides = {"framework": "simclr", **OBJECTIVE_FIELDS[objective]}
+        if objective != "instance":
+            overrides.update({"acceptance_scheme": scheme, "acceptance_initial": 0.0, "acceptance_final": 1.0,
+                              "acceptance_step_at": 0.1, "cluster_numbers": [c * scale for c in clusters],
+                              "confidence": confidence})
+        rows.append({"method": method, "baseline": baseline, "objective": objective, "assignment": scheme,
+                     "clusters_x100": list(clusters) if clusters else None, "confidence": confidence,
+                     "paper_top1": top1, "overrides": overrides})
+    return rows
 
 
 def capped(ctx: Context, clusters: list[int], data: str = "cifar10") -> list[int]:
@@ -63,7 +105,7 @@ class Table7(Spec):
         data = dataset(ctx)
         scale = 100 if data == "cifar100" else 10
         rows = table7_rows(scale)
-        grid = Grid(self.name, f"{self.title} ({dataset_title(data)})", "Table 7", paper_file="ifnd/falseneg/pcl.py")
+        grid = Grid(self.name, f"{self.title} ({dataset_title(data)})", "Table 7")
         grid.attr_titles = ["Objective", "Pseudo label assignment", "Numbers of clusters", "Confidence"]
         grid.add_col("top1", "Top-1")
         grid.add_col("gap", "Δ to its baseline")
@@ -95,7 +137,7 @@ class Table7(Spec):
                    if row["baseline"] and row["method"] == "PCL" and (row["objective"], row["assignment"]) ==
                    ("protonce", "step"))
         add_attraction_row(ctx, grid, data, few)
-        grid.notes += [probe_note(ctx), "Row configs: ifnd.falseneg.pcl.table7_rows. † marks the paper's ablated baselines; "
+        grid.notes += [probe_note(ctx), "Row configs: reproduce.specs.table7.table7_rows. † marks the paper's ablated baselines; "
                        "Δ is to the PCL or IFND row above them."]
         if data == "cifar10":
             grid.notes.append("Stand-in: CIFAR-10 replaces CIFAR-100; cluster numbers scaled by 10/100 (the ratio "
