@@ -126,9 +126,13 @@ def case_nan_loss(tmp_path, tiny_cifar, monkeypatch):
     Trainer(config(tmp_path, tiny_cifar)).run()
 
 
-def case_detectron2_missing(tmp_path):
+def case_detectron2_missing(tmp_path, monkeypatch):
+    import importlib.util
+
     from eval.detection.launch import require_detectron2
 
+    find_spec = importlib.util.find_spec  # detectron2 may be installed (CI installs it): hide it
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "detectron2" else find_spec(name, *a))
     require_detectron2()
 
 
@@ -211,7 +215,7 @@ CATALOGUE = [  # (case, exception type, message pattern: the problem ... the fix
     (case_unknown_profile, ValueError, r"unknown profile 'huge': choose one of"),
     (case_checkpoint_of_another_architecture, Exception, r"resnet18.*resnet50"),
     (case_nan_loss, TrainingDiverged, r"loss became nan at epoch 2, step 2.*last good checkpoint \(after epoch 1\)"),
-    (case_detectron2_missing, RuntimeError, r"pip install 'git\+https://github.com/facebookresearch/detectron2.git'"),
+    (case_detectron2_missing, RuntimeError, r"pip install --no-build-isolation 'git\+https://github.com/facebookresearch/detectron2.git'"),
     (case_slurm_config_without_partition, ValueError, r"has no partition: set partition"),
     (case_unwritable_results_directory, OSError, r"cannot write to .*blocked"),
     (case_unwritable_store, OSError, r"cannot write to .*blocked/mini/store \(.*\): choose a writable --results-dir"),
