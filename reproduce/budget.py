@@ -38,13 +38,10 @@ class Cost:
 def train_cost(run: TrainRun) -> tuple[float, float]:
     """(training image-passes, forward-only images) of one pre-training run."""
     c = run.config
-    n = c.get("train_subset") or CIFAR_TRAIN
-    steps = n // c["batch_size"]
-    framework, detector = FRAMEWORKS.get(c.get("framework")), DETECTORS.get(c.get("detector"))
-    passes = steps * c["batch_size"] * c["epochs"] * (framework.step_cost if framework else 1.0)
-    refreshes = 0
-    if detector is not None and detector.refreshes:
-        refreshes = len(range(c["refresh_every"], c["epochs"], c["refresh_every"]))
+    n = c.train_subset or CIFAR_TRAIN
+    steps = n // c.batch_size
+    passes = steps * c.batch_size * c.epochs * FRAMEWORKS[c.framework].step_cost
+    refreshes = len(range(c.refresh_every, c.epochs, c.refresh_every)) if DETECTORS[c.detector].refreshes else 0
     forward = refreshes * n + n + CIFAR_TEST  # refresh features, and the trainer's final kNN
     return passes, forward
 
@@ -58,7 +55,7 @@ def eval_cost(run: EvalRun) -> tuple[float, float]:
     if run.kind == "nmi":
         return 0.0, NMI_SECONDS
     if run.kind == "tsne":
-        n = (run.train.config.get("train_subset") or CIFAR_TRAIN) if p.get("pseudo") else CIFAR_TEST
+        n = (run.train.config.train_subset or CIFAR_TRAIN) if p.get("pseudo") else CIFAR_TEST
         return float(n), TSNE_SECONDS_PER_1000 * p.get("points", 2000) / 1000.0
     return 0.0, 0.0
 

@@ -107,7 +107,7 @@ def missing_data(tasks: list[Task], grids: dict, paths: DataPaths) -> list[str]:
     from ifnd.data import DataError, resolve_root
 
     problems: dict[str, None] = {}
-    for dataset in sorted({t.train.config.get("dataset", "cifar10") for t in tasks}):
+    for dataset in sorted({t.train.config.dataset for t in tasks}):
         key = DATA_KEYS.get(dataset, dataset)
         path, reason = paths.locate(key)
         if reason is None and dataset != "folder":
@@ -116,7 +116,7 @@ def missing_data(tasks: list[Task], grids: dict, paths: DataPaths) -> list[str]:
             except DataError as err:
                 reason = str(err)
         if reason:
-            count = sum(t.train.config.get("dataset", "cifar10") == dataset for t in tasks)
+            count = sum(t.train.config.dataset == dataset for t in tasks)
             problems[f"{count} runs to train need it: {reason}"] = None
     _, cifar_reason = paths.locate("cifar10")
     if cifar_reason:  # CIFAR-10 is what every profile trains on: its cells are never "not run" by design
@@ -145,7 +145,7 @@ def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
     from ifnd.data import DataError, source_identity
 
     out = {}
-    for dataset in {t.train.config.get("dataset", "cifar10") for t in tasks}:
+    for dataset in {t.train.config.dataset for t in tasks}:
         path, _ = paths.locate(DATA_KEYS.get(dataset, dataset))
         try:
             data = source_identity(dataset, path)
@@ -158,8 +158,8 @@ def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
 
 def settings_summary(profile, runs: list) -> str:
     """The profile's settings for the kinds of pre-training the planned runs are (CIFAR, ImageNet or both)."""
-    imagenet = any(isinstance(r, TrainRun) and r.config.get("dataset") == "folder" for r in runs)
-    cifar = any(isinstance(r, TrainRun) and r.config.get("dataset") != "folder" for r in runs)
+    imagenet = any(isinstance(r, TrainRun) and r.config.dataset == "folder" for r in runs)
+    cifar = any(isinstance(r, TrainRun) and r.config.dataset != "folder" for r in runs)
     i = profile.imagenet
     imagenet_text = (f"ImageNet runs: {i.get('arch')}, {i.get('epochs')} epochs, batch {i.get('batch_size')}, "
                      f"lr {i.get('lr')}, seeds {profile.seeds}")
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         for reason, cells in not_run_reasons(grid).items():
             print(f"  not run ({cells} cells): {reason}", file=sys.stderr)
         copies = data_copies(grid_runs, store)
-        new = {c for r in missing if isinstance(r, TrainRun) and (c := current.get(r.config.get("dataset")))}
+        new = {c for r in missing if isinstance(r, TrainRun) and (c := current.get(r.config.dataset))}
         if len(set(copies) | new) > 1:
             print(f"warning: {name} mixes runs trained on different copies of the data ("
                   + ", ".join(f"{c}: {n} runs" for c, n in copies.items())

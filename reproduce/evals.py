@@ -51,14 +51,14 @@ def _features(run: EvalRun, store: Store, progress: bool) -> CheckpointFeatures:
 def probe(run: EvalRun, store: Store, progress: bool = True) -> dict:
     p = run.params
     return cifar_probe(_features(run, store, progress), p["dataset"], p["protocol"], p.get("settings", {}),
-                       p.get("label_map"), run.train.config.get("data_root"), p.get("train_subset", 0),
+                       p.get("label_map"), run.train.config.data_root, p.get("train_subset", 0),
                        p.get("test_subset", 0))
 
 
 def nmi(run: EvalRun, store: Store, progress: bool = True) -> dict:
     p = run.params
     return cifar_nmi(_features(run, store, progress), p["dataset"], p.get("split", "test"), p.get("subset", 0),
-                     p.get("k"), p.get("seeds", 5), p.get("label_map"), run.train.config.get("data_root"))
+                     p.get("k"), p.get("seeds", 5), p.get("label_map"), run.train.config.data_root)
 
 
 def tsne(run: EvalRun, store: Store, progress: bool = True) -> dict:
@@ -66,7 +66,7 @@ def tsne(run: EvalRun, store: Store, progress: bool = True) -> dict:
     model, checkpoint = load_framework(checkpoint_of(run, store))
     return checkpoint_tsne(model, checkpoint, p["points"], p.get("split", "test"), p.get("space", "backbone"),
                            bool(p.get("pseudo")), int(p.get("level", 0)), float(p.get("perplexity", 30.0)),
-                           int(p.get("iterations", 1000)), run.train.config.get("data_root"))
+                           int(p.get("iterations", 1000)), run.train.config.data_root)
 
 
 def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:

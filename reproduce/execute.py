@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ifnd.config import TrainConfig, differing_fields
+from ifnd.config import TrainConfig, defining_fields, differing_fields
 from ifnd.distributed import broadcast_object, init_from_environment, rank
 from ifnd.io import read_jsonl
 from ifnd.rundir import RunDir
@@ -85,8 +85,8 @@ class SnapshotTrainer(Trainer):
 
 def _machine_fields(run: TrainRun, progress: bool) -> dict:
     """How this machine runs ``run`` (not part of its identity; a resume may change them)."""
-    return {"progress": progress, "threads": 0, "device": run.config.get("device", "auto"),
-            "data_root": run.config.get("data_root")}
+    return {"progress": progress, "threads": 0, "device": run.config.device,
+            "data_root": run.config.data_root}
 
 
 def _set_aside_if_foreign(run_dir: Path, cfg: TrainConfig, log) -> None:
@@ -113,7 +113,7 @@ def train_record(run: TrainRun, run_dir: Path, final: dict, seconds: float) -> d
     epoch_seconds = [m["epoch_seconds"] for m in metrics if "epoch_seconds" in m]
     return {
         "kind": "train", "label": run.label, "identity": run.identity(), "summary": run.summary(),
-        "config": {k: v for k, v in run.config.items() if k != "data_root"},
+        "config": defining_fields(run.config),
         "result": {
             "final": final,
             "metrics": [{k: v for k, v in m.items() if k not in PER_EPOCH_NOISE} for m in metrics],

@@ -75,7 +75,7 @@ class Resolved:
 
 def seed_of(run) -> int | None:
     train = run.train if isinstance(run, EvalRun) else run
-    return train.config.get("seed") if isinstance(train, TrainRun) else None
+    return train.config.seed if isinstance(train, TrainRun) else None
 
 
 def _load(run, store: Store, records: dict) -> dict | None:

@@ -20,11 +20,12 @@ so its committed runs keep their keys.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ifnd.config import DETECTORS, TrainConfig, defining_fields, recorded_fields
+from ifnd.config import DETECTORS, MACHINE_FIELDS, TrainConfig, defining_fields, recorded_fields
 
 HASH_LENGTH = 16
 _DEFAULTS = TrainConfig().to_dict()
@@ -48,13 +49,13 @@ class NotRun:
 
 @dataclass(eq=False)
 class TrainRun:
-    config: dict                      # TrainConfig fields, resolved (no run_dir)
+    config: TrainConfig               # built and validated once, by reproduce.specs.base.pretrain
     explicit: frozenset               # fields set by the profile or the spec (always hashed)
     snapshots: tuple = ()             # epochs whose checkpoints are kept (besides the last)
     label: str = ""
 
     def identity(self) -> dict:
-        kept = {k: v for k, v in sorted(defining_fields(recorded_fields(self.config)).items())
+        kept = {k: v for k, v in sorted(defining_fields(recorded_fields(self.config.to_dict())).items())
                 if k in self.explicit or v != _DEFAULTS.get(k, object())}
         return {"kind": "train", "config": kept, "snapshots": list(self.snapshots)}
 
@@ -64,23 +65,23 @@ class TrainRun:
 
     def summary(self) -> str:
         c = self.config
-        method = f"{c.get('framework')}/{c.get('detector')}/{c.get('objective')}"
-        subset = f" subset={c['train_subset']}" if c.get("train_subset") else ""
+        method = f"{c.framework}/{c.detector}/{c.objective}"
+        subset = f" subset={c.train_subset}" if c.train_subset else ""
         extra = ""
-        detector = DETECTORS.get(c.get("detector"))
-        if detector is not None and detector.refreshes:
-            extra = (f" {c.get('acceptance_scheme')} {c.get('acceptance_initial')}->{c.get('acceptance_final')}"
-                     f" k={c.get('cluster_numbers')} conf={c.get('confidence')}")
-        if c.get("label_map") is not None:
-            extra += f" classes={len(set(c['label_map']))}"
-        return (f"{self.label or method}: {c.get('dataset')} {c.get('arch')} {method}{extra} "
-                f"epochs={c.get('epochs')} batch={c.get('batch_size')} lr={c.get('lr')}{subset} seed={c.get('seed')}")
+        if DETECTORS[c.detector].refreshes:
+            extra = (f" {c.acceptance_scheme} {c.acceptance_initial}->{c.acceptance_final}"
+                     f" k={c.cluster_numbers} conf={c.confidence}")
+        if c.label_map is not None:
+            extra += f" classes={len(set(c.label_map))}"
+        return (f"{self.label or method}: {c.dataset} {c.arch} {method}{extra} "
+                f"epochs={c.epochs} batch={c.batch_size} lr={c.lr}{subset} seed={c.seed}")
 
     def train_config(self, run_dir: str, **machine) -> TrainConfig:
-        data = {k: v for k, v in self.config.items() if k in _DEFAULTS}
-        data.update(machine)
-        data["run_dir"] = run_dir
-        return TrainConfig.from_dict(data)
+        """The run's config with this machine's fields (they are not part of its identity)."""
+        unknown = set(machine) - set(MACHINE_FIELDS)
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} define a run; only {MACHINE_FIELDS} may differ per machine")
+        return dataclasses.replace(self.config, run_dir=run_dir, **machine)
 
 
 @dataclass(eq=False)

@@ -210,6 +210,7 @@ def test_unwritable_results_directory_is_refused_up_front(tmp_path):
 
 
 def test_a_failed_store_write_stops_the_sweep(tmp_path, monkeypatch):
+    from ifnd.config import TrainConfig
     from reproduce import execute, store as store_module
     from reproduce.execute import StoreSpec, Task
     from reproduce.launchers import InlineLauncher
@@ -227,7 +228,7 @@ def test_a_failed_store_write_stops_the_sweep(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store_module, "atomic_write_json", read_only)
     monkeypatch.setattr(execute, "run_train", fake_train)
-    tasks = [Task(TrainRun({"seed": seed}, frozenset({"seed"}))) for seed in (0, 1)]
+    tasks = [Task(TrainRun(TrainConfig(seed=seed), frozenset({"seed"}))) for seed in (0, 1)]
     spec = StoreSpec("mini", str(tmp_path / "results"), str(tmp_path / "runs"))
     with pytest.raises(StoreWriteError, match=r"cannot write the record of run \w+ to .*Read-only file system"):
         InlineLauncher().launch(tasks, spec, progress=False)

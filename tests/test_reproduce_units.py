@@ -1,6 +1,7 @@
 """The harness's pieces without training: profiles, run identity, store, claims, budget, CLI errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 from pathlib import Path
@@ -55,12 +56,12 @@ def test_mini_profile_keeps_table7_to_one_seed_unless_asked():
 
 
 # -- run identity ----------------------------------------------------------------------------------------
-def test_run_hash_ignores_machine_fields_and_defaults_but_not_settings(tmp_path):
+def test_run_hash_ignores_machine_fields_and_defaults_but_not_settings(tmp_path, tiny_cifar):
     profile = get_profile("smoke")
-    ctx = ctx_for(profile, tmp_path, DataPaths({"cifar10": str(tmp_path)}, "test"))
+    ctx = ctx_for(profile, tmp_path, DataPaths({"cifar10": str(tiny_cifar)}, "test"))
     simclr = pretrain(ctx, method(ctx, "simclr"), 0)
     assert isinstance(simclr, TrainRun)
-    moved = TrainRun({**simclr.config, "data_root": "/elsewhere", "progress": False, "loss_kernel": "fused"},
+    moved = TrainRun(dataclasses.replace(simclr.config, data_root="/elsewhere", progress=False, loss_kernel="fused"),
                      simclr.explicit, simclr.snapshots)
     assert moved.key == simclr.key
     # A method spelling out a default value is the same run (Table 7's IFND row is Table 5's IFND run).
@@ -140,7 +141,7 @@ def _probe_runs(tmp_path, store: Store, label: str, values: dict) -> list:
     """Finished probe records with the given ``{seed: top1}`` (one train run per seed)."""
     runs = []
     for seed, top1 in values.items():
-        train = TrainRun({"seed": seed, "lr": 0.1 + len(label) / 100}, frozenset({"seed", "lr"}), (), label)
+        train = TrainRun(TrainConfig(seed=seed, lr=0.1 + len(label) / 100), frozenset({"seed", "lr"}), (), label)
         run = EvalRun("probe", train, {"label": label})
         if top1 is not None:
             store.put(run.key, {"kind": "probe", "result": {"top1": top1}})

@@ -221,15 +221,14 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
         if n is not None and max(config["cluster_numbers"]) > n:
             return NotRun(f"cluster numbers {config['cluster_numbers']} exceed the {n} training images: use more "
                           "data or --set cluster_numbers=...")
+    config["data_root"] = ctx.paths.data_root(DATASET_KEYS[dataset])
     try:
-        TrainConfig.from_dict({k: v for k, v in config.items() if k != "data_root"}).validate()
+        cfg = TrainConfig.from_dict(config).validate()
     except (ConfigError, ValueError, TypeError) as err:
         return NotRun(f"config rejected by ifnd: {err}")
-    config["data_root"] = ctx.paths.data_root(DATASET_KEYS[dataset])
-    snapshots = ctx.profile.snapshot_epochs(config["epochs"]) if kind == "cifar" else ()
+    snapshots = ctx.profile.snapshot_epochs(cfg.epochs) if kind == "cifar" else ()
     always = set(ctx.profile.train_fields(kind)) | set(dataset_fields(dataset)) | {"seed"}  # see reproduce.runs
-    run = TrainRun(config, frozenset(always), tuple(snapshots),
-                   label or f"{config.get('detector')}/{config.get('objective')} seed {seed}")
+    run = TrainRun(cfg, frozenset(always), tuple(snapshots), label or f"{cfg.detector}/{cfg.objective} seed {seed}")
     return NotRun(missing_data) if missing_data and not ctx.store.has(run.key) else run
 
 

@@ -29,7 +29,7 @@ class Figure3(Spec):
         grid.add_col("accepted", "accepted pseudo labels (k=10)")
         grid.add_col("silhouette", "silhouette (true classes, cosine)")
         for epoch in epochs:
-            run = tsne(ctx, train, epoch, pseudo=True, space=train.config.get("cluster_on", "projection"))
+            run = tsne(ctx, train, epoch, pseudo=True, space=train.config.cluster_on)
             grid.add_row(f"e{epoch}", f"epoch {epoch}")
             grid.set(f"e{epoch}", "accepted", source([run], result("accepted_fraction")), fmt="{:.2f}")
             grid.set(f"e{epoch}", "silhouette", source([run], result("silhouette")), fmt="{:.3f}")

@@ -66,7 +66,7 @@ def train_run(ctx: Context, index: str, seed: int):
 def step_is_constant(ctx: Context) -> bool:
     """Whether the first re-clustering comes after [c]'s step, so [c] accepts 100% at every refresh: [b]."""
     step = train_run(ctx, "c", 0)
-    return not isinstance(step, NotRun) and step.config["refresh_every"] >= STEP_AT * step.config["epochs"]
+    return not isinstance(step, NotRun) and step.config.refresh_every >= STEP_AT * step.config.epochs
 
 
 SAME_AS_B = "[c] is the same training as [b] at these settings"
@@ -123,8 +123,8 @@ class Table6(Spec):
                        f"[c] steps from 0% to 100% at {STEP_AT:.0%} of training (the paper: epoch 100 of 1000)."]
         if step_is_constant(ctx):
             step = train_run(ctx, "c", 0)
-            grid.notes.append(f"At these settings the first re-clustering (after epoch {step.config['refresh_every']} "
-                              f"of {step.config['epochs']}) already comes after the step, so [c] accepts 100% at "
+            grid.notes.append(f"At these settings the first re-clustering (after epoch {step.config.refresh_every} "
+                              f"of {step.config.epochs}) already comes after the step, so [c] accepts 100% at "
                               "every refresh: it is the same training as [b]. Its cells show [b]'s runs and the "
                               "claims on [c] read n/a at this profile.")
         if data == "cifar10":
