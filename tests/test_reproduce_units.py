@@ -57,6 +57,7 @@ def test_mini_profile_keeps_table7_to_one_seed_unless_asked():
 # -- run identity ----------------------------------------------------------------------------------------
 def test_run_hash_ignores_machine_fields_and_defaults_but_not_settings(tmp_path):
     profile = get_profile("smoke")
+    (tmp_path / "train").mkdir()  # a CIFAR-10 layout's top level (the planner checks it; nothing is read)
     ctx = ctx_for(profile, tmp_path, DataPaths({"cifar10": str(tmp_path)}, "test"))
     simclr = pretrain(ctx, method(ctx, "simclr"), 0)
     assert isinstance(simclr, TrainRun)
