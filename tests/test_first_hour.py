@@ -72,6 +72,7 @@ def test_folder_holding_the_archive_is_accepted_and_its_checksum_remembered(tmp_
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     (folder / "cifar10-jpeg.sha256").write_text(f"{digest}  cifar10-jpeg.tar.gz\n")
     monkeypatch.setenv("IFND_DATA_ROOT", str(folder))
+    monkeypatch.setenv("IFND_CACHE", str(tmp_path / "cache"))  # this test's remembered checks only
     assert resolve_root("cifar10", None) == archive
     assert len(load_split("cifar10", "train")) == 120
     remembered = list((cache_dir() / "sha256").glob("cifar10-jpeg.tar.gz-*.json"))
