@@ -17,9 +17,12 @@ from pathlib import Path
 from ifnd.data import DATASETS
 from ifnd.falseneg import DETECTORS
 from ifnd.frameworks import FRAMEWORKS
+from ifnd.falseneg.glofnd import GLOFND_LOSSES
 from ifnd.falseneg.incremental import CONFIDENCES, SCHEMES
+from ifnd.falseneg.pcl import PCL_CLUSTERING
 from ifnd.losses import Objective
 from ifnd.models import BACKBONES
+from ifnd.optim import OPTIMIZERS
 
 MODES = {  # --mode presets: (detector, objective); MODE_SETTINGS adds a mode's other fields
     "simclr": ("none", "instance"),             # instance-level learning, Eq. 1 (with any --framework)
@@ -30,7 +33,7 @@ MODES = {  # --mode presets: (detector, objective); MODE_SETTINGS adds a mode's 
 }
 MODE_SETTINGS = {  # PCL: 20 of 200 epochs instance-level, then every label (Table 6 [c]); PCL's Eq. 9 confidence
     "pcl": {"acceptance_scheme": "step", "acceptance_initial": 0.0, "acceptance_final": 1.0,
-            "acceptance_step_at": 0.1, "confidence": "pcl"},
+            "acceptance_step_at": 0.1, "confidence": "pcl", **PCL_CLUSTERING},
 }
 
 
@@ -100,6 +103,15 @@ class TrainConfig:
     swav_queue_size: int = 3840         # embeddings kept per assignment crop; 0: no queue
     swav_queue_start_epoch: int = 15
     swav_freeze_prototypes_iters: int = 313
+    # Baselines as their authors ran them (docs/baselines.md). The defaults are the suite's earlier behaviour
+    # (finished runs keep their identity); ``--mode pcl`` and the baselines' rows in reproduce/specs set these.
+    kmeans_redo: int = 1                # k-means restarts, the lowest-inertia one kept (faiss nredo; PCL: 5)
+    kmeans_seed: str = "refresh"        # "refresh": a new seed per refresh and level; "level": the level index (PCL)
+    tie_break: str = "index"            # equal confidences ranked by sample index, or "random" (seeded per refresh)
+    optimizer: str = "sgd"              # "lars": SGD wrapped in LARC, as SwAV (ifnd/optim.py)
+    lr_final: float = 0.0               # the cosine schedule's last value (SwAV: 0.0006)
+    glofnd_loss: str = "renormalised"   # GloFND's loss: kept negatives rescaled to the full count (official), or
+                                        # "elimination" (detected negatives dropped, nothing rescaled)
     # optimisation (App. C, CIFAR)
     epochs: int = 1000
     batch_size: int = 1024
@@ -146,6 +158,11 @@ class TrainConfig:
             raise ConfigError(f"workers={self.workers} and threads={self.threads} must be >= 0")
         if not 0 < self.crop_scale_min <= 1:
             raise ConfigError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1]")
+        if self.kmeans_redo < 1:
+            raise ConfigError(f"kmeans_redo={self.kmeans_redo} must be at least 1 (one k-means run; PCL: 5)")
+        if not 0.0 <= self.lr_final <= self.lr:
+            raise ConfigError(f"lr_final={self.lr_final} must be in [0, lr={self.lr}]: the cosine schedule decays "
+                              "from lr to lr_final (SwAV: 0.6 -> 0.0006)")
         if self.blur_p is not None and not 0.0 <= self.blur_p <= 1.0:
             raise ConfigError(f"blur_p={self.blur_p} is outside [0, 1]: it is a probability (MoCo v2 / SwAV: 0.5)")
         self._validate_methods()
@@ -244,7 +261,9 @@ def field_choices() -> dict[str, tuple[str, ...]]:
             "objective": tuple(o.value for o in Objective), "acceptance_scheme": SCHEMES,
             "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"),
             "cluster_features": ("extract", "bank"), "lr_schedule": LR_SCHEDULES, "amp": AMP_MODES,
-            "kmeans_backend": ("auto", "faiss", "torch"), "loss_kernel": ("pairs", "fused")}
+            "kmeans_backend": ("auto", "faiss", "torch"), "loss_kernel": ("pairs", "fused"),
+            "kmeans_seed": ("refresh", "level"), "tie_break": ("index", "random"), "optimizer": OPTIMIZERS,
+            "glofnd_loss": GLOFND_LOSSES}
 
 
 def _arg_type(annotation: str):

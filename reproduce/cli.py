@@ -13,6 +13,7 @@ has (e.g. after a SLURM sweep) without launching anything.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -21,7 +22,7 @@ from reproduce.execute import StoreSpec, Task
 from reproduce.launchers import (LAUNCHERS, InlineLauncher, LaunchError, LocalLauncher, SlurmLauncher, describe,
                                  queued_on_slurm)
 from reproduce.paths import DataPaths, PathsError
-from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
+from reproduce.profiles import NON_TRAIN_KEYS, PROFILES, ProfileError, apply_overrides, get_profile
 from reproduce.render import render_table, resolve
 from reproduce.runs import EvalRun, TrainRun
 from reproduce.specs import GROUPS, SPECS, UnknownTarget, resolve_targets
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "--set train_subset=5000 --set probe.epochs=20 (repeatable)")
     parser.add_argument("--seeds", type=int, default=None, help="training seeds of every compared run")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (SLURM: the job array), run nothing")
+    parser.add_argument("--show-config", action="store_true",
+                        help="print every pre-training run's resolved TrainConfig before launching (with --dry-run: "
+                             "instead of launching)")
     parser.add_argument("--collect-only", action="store_true", help="render what has finished; launch nothing")
     parser.add_argument("--paths", default=None, help="data paths file (default reproduce/paths.toml)")
     parser.add_argument("--cluster", default=None, help="SLURM config (default reproduce/cluster.toml)")
@@ -77,6 +81,19 @@ def plan_tasks(grids: list) -> tuple[list[Task], list]:
             if isinstance(run, EvalRun) and all(e.key != run.key for e in task.evals):
                 task.evals.append(run)
     return list(tasks.values()), list(runs.values())
+
+
+def show_configs(tasks: list[Task], store: Store) -> str:
+    """Each pre-training run's resolved TrainConfig, one ``field = value`` per line (machine fields left out;
+    "(default)" marks what the run leaves at TrainConfig's default)."""
+    lines = []
+    for task in tasks:
+        state = "finished" if store.has(task.key) else "to launch"
+        lines.append(f"{task.key}  {task.train.label}  ({state}, +{len(task.evals)} evaluations)")
+        resolved = task.train.train_config(str(store.runs_dir / task.key)).to_dict()
+        lines += [f"    {name} = {json.dumps(value)}" + ("" if name in task.train.config else "  (default)")
+                  for name, value in resolved.items() if name not in NON_TRAIN_KEYS]
+    return "\n".join(lines)
 
 
 def pending(tasks: list[Task], store: Store) -> list[Task]:
@@ -133,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {done}/{len(grid_runs)} runs finished; to do: "
               f"{budget.describe(budget.estimate(missing), *rate)}", file=sys.stderr)
 
+    if args.show_config:
+        print(show_configs(tasks, store) or "no pre-training run: every cell is not run (see the reasons above)")
     if args.dry_run:
         print(f"dry run: {len(todo)} of {len(tasks)} tasks to launch with --launcher {args.launcher}")
         if args.launcher == "slurm" and todo:

@@ -16,14 +16,15 @@ def _incremental(cfg, true_labels: torch.Tensor) -> IncrementalDetector:
     schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
                                   cfg.acceptance_step_at)
     args = (true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every, cfg.temperature,
-            cfg.confidence, cfg.seed, cfg.kmeans_backend)
+            cfg.confidence, cfg.seed, cfg.kmeans_backend, cfg.kmeans_redo, cfg.kmeans_seed, cfg.tie_break)
     if cfg.objective == "protonce":
         return PrototypeDetector(*args, negatives=cfg.pcl_negatives)
     return IncrementalDetector(*args)
 
 
 def _glofnd(cfg, true_labels: torch.Tensor) -> GloFNDDetector:
-    return GloFNDDetector(true_labels.shape[0], cfg.glofnd_alpha, cfg.glofnd_lr, cfg.glofnd_start_epoch)
+    return GloFNDDetector(true_labels.shape[0], cfg.glofnd_alpha, cfg.glofnd_lr, cfg.glofnd_start_epoch,
+                          cfg.glofnd_loss)
 
 
 DETECTORS: dict[str, Callable[..., Detector]] = {

@@ -58,6 +58,10 @@ class Detector:
         no_levels = torch.zeros(0, anchors, dtype=torch.long, device=batch.logits.device)
         return no_levels, no_levels.new_zeros(0, candidates)
 
+    def loss_logits(self, batch: ContrastiveBatch, excluded: Pairs | None) -> torch.Tensor:
+        """The logits the kernel sees once ``excluded`` left the negatives (GloFND rescales the kept ones)."""
+        return batch.logits
+
     def extra_loss(self, batch: ContrastiveBatch) -> torch.Tensor | float:
         """A term added to the contrastive loss (PCL's prototype term); none by default."""
         return 0.0

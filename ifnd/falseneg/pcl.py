@@ -42,6 +42,10 @@ from ifnd.falseneg.base import ContrastiveBatch, Detector
 from ifnd.falseneg.incremental import IncrementalDetector, pcl_concentration
 
 PCL_R = 16384  # PCL's default r (pcl_r = queue size) on ImageNet
+# PCL's run_kmeans (main_pcl.py lines 415-425): 5 restarts, the seed of each level its index (the same in
+# every epoch); equal Eq. 9 confidences (whole clusters, and the clipped ones) ranked in a seeded random
+# order, not by dataset index, when only part of the labels is accepted (PCL itself accepts all of them).
+PCL_CLUSTERING = {"kmeans_redo": 5, "kmeans_seed": "level", "tie_break": "random"}
 
 
 def negatives_problem(r: int, cluster_numbers: list[int], batch_size: int) -> str | None:
@@ -171,7 +175,9 @@ def table7_rows(scale: int = 100) -> list[dict]:
     100/300/1000), 10 the same ratios to the class count on CIFAR-10.
 
     Each row: ``method``, ``baseline`` (the paper's dagger), ``paper_top1`` and ``overrides`` (a dict
-    of ``TrainConfig`` fields; the dataset, schedule and size come from the harness's profile).
+    of ``TrainConfig`` fields; the dataset, schedule and size come from the harness's profile). PCL's
+    rows cluster as PCL's code (``PCL_CLUSTERING``); a row with PCL's confidence breaks its ties at
+    random, whichever method it belongs to.
     """
     rows = []
     for method, baseline, objective, scheme, clusters, confidence, top1 in _TABLE7:
@@ -182,6 +188,10 @@ def table7_rows(scale: int = 100) -> list[dict]:
                          "acceptance_scheme": scheme, "acceptance_initial": 0.0, "acceptance_final": 1.0,
                          "acceptance_step_at": 0.1, "cluster_numbers": [c * scale for c in clusters],
                          "confidence": confidence}
+            if method == "PCL":
+                overrides.update(PCL_CLUSTERING)
+            elif confidence == "pcl":
+                overrides["tie_break"] = PCL_CLUSTERING["tie_break"]
         rows.append({"method": method, "baseline": baseline, "objective": objective, "assignment": scheme,
                      "clusters_x100": list(clusters) if clusters else None, "confidence": confidence,
                      "paper_top1": top1, "overrides": overrides})

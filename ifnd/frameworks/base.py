@@ -21,7 +21,7 @@ def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str
     labels = detector.false_negative_labels(batch) if kernel == "fused" else None
     if labels is None:
         positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
-        loss = masked_contrastive_loss(batch.logits, batch.valid, positive, excluded)
+        loss = masked_contrastive_loss(detector.loss_logits(batch, excluded), batch.valid, positive, excluded)
     else:
         check_kernel_inputs(batch.logits, batch.valid, batch.positive)
         table = positive_columns(batch.positive, batch.logits.shape[0])
