@@ -28,7 +28,7 @@ Update rule, as the authors' code (github vibalcam/GloFND, ``unimodal/sogclr/fnd
   ``lambda_i <- clip(lambda_i - lr * m_i/(1-b1^t) / (sqrt(v_i/(1-b2^t)) + eps), -1, 1)``
   with ``t = epoch + 1`` (0-based epoch), as the official code (``fnd.py`` lines 129, 144-145): the
   bias correction counts epochs since the start of training, not the sample's own updates, so at
-  the start epoch 70 it is nearly 1 and the first steps are about ``0.71 lr``, not ``lr``.
+  the start epoch 70 the first step is about ``0.62 lr`` (``1 - b2^71 = 0.76``), not ``lr``.
 * When one sample is several anchors of a batch (SimCLR's two views), its gradient pools the
   indicators of all its anchor rows (official: ``sim`` of both views stacked and averaged).
 * The threshold is updated first and the mask uses the updated value (official order).
