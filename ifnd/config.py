@@ -91,7 +91,7 @@ class TrainConfig:
     # GloFND (detector=glofnd; authors' README defaults)
     glofnd_alpha: float = 0.01          # fraction of each anchor's negatives above its threshold
     glofnd_lr: float = 0.05             # Adam step size of the per-sample thresholds
-    glofnd_start_epoch: int = 70        # nothing removed before (thresholds learned from epoch 0)
+    glofnd_start_epoch: int = 70        # nothing removed nor learned before (official start_update = lda_start)
     # SwAV (framework=swav; App. F, Table 8: 2x160 + 4x96 on ImageNet, scaled to CIFAR's 32 px)
     swav_prototypes: int = 3000
     swav_crop_sizes: list[int] = field(default_factory=lambda: [32, 16])
