@@ -26,9 +26,12 @@ from pathlib import Path
 
 from ifnd.data import DATASETS
 from ifnd.falseneg import DETECTORS
+from ifnd.falseneg.glofnd import GLOFND_LOSSES
 from ifnd.falseneg.incremental import CONFIDENCES, SCHEMES
+from ifnd.falseneg.pcl import PCL_CLUSTERING
 from ifnd.frameworks import FRAMEWORKS
 from ifnd.models import BACKBONES
+from ifnd.optim import OPTIMIZERS
 from ifnd.pairs import Objective
 
 # --mode presets: the config fields each sets (flags override them). "simclr" is the old name of "instance".
@@ -38,7 +41,7 @@ MODES: dict[str, dict] = {
     "ifnd": {"detector": "ifnd", "objective": "elimination"},          # the paper's method, Eq. 3
     # PCL (Li et al., 2021): 20 of 200 epochs instance-level, then every label (Table 6 [c]); its Eq. 9 confidence
     "pcl": {"detector": "pcl", "objective": "instance", "acceptance_scheme": "step", "acceptance_initial": 0.0,
-            "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "pcl"},
+            "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "pcl", **PCL_CLUSTERING},
     "glofnd": {"detector": "glofnd", "objective": "elimination"},      # GloFND (Balmaseda et al., 2025)
 }
 MODE_ALIASES = {"simclr": "instance"}
@@ -113,6 +116,15 @@ class TrainConfig:
     swav_queue_size: int = 3840
     swav_queue_start_epoch: int = 15
     swav_freeze_prototypes_iters: int = 313
+    # Baselines as their authors ran them (docs/baselines.md). The defaults are the suite's earlier behaviour
+    # (finished runs keep their identity); ``--mode pcl`` and the baselines' rows in reproduce/specs set these.
+    kmeans_redo: int = 1                # k-means restarts, the lowest-inertia one kept (faiss nredo; PCL: 5)
+    kmeans_seed: str = "refresh"        # "refresh": a new seed per refresh and level; "level": the level index (PCL)
+    tie_break: str = "index"            # equal confidences ranked by sample index, or "random" (seeded per refresh)
+    optimizer: str = "sgd"              # "lars": SGD wrapped in LARC, as SwAV (ifnd/optim.py)
+    lr_final: float = 0.0               # the cosine schedule's last value (SwAV: 0.0006)
+    glofnd_loss: str = "renormalised"   # GloFND's loss: kept negatives rescaled to the full count (official), or
+                                        # "elimination" (detected negatives dropped, nothing rescaled)
     # optimisation (App. C, CIFAR)
     epochs: int = 1000
     batch_size: int = 1024
@@ -157,6 +169,11 @@ class TrainConfig:
             raise ConfigError(f"workers={self.workers} and threads={self.threads} must be >= 0")
         if not 0 < self.crop_scale_min <= 1:
             raise ConfigError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1]")
+        if self.kmeans_redo < 1:
+            raise ConfigError(f"kmeans_redo={self.kmeans_redo} must be at least 1 (one k-means run; PCL: 5)")
+        if not 0.0 <= self.lr_final <= self.lr:
+            raise ConfigError(f"lr_final={self.lr_final} must be in [0, lr={self.lr}]: the cosine schedule decays "
+                              "from lr to lr_final (SwAV: 0.6 -> 0.0006)")
         if self.blur_p is not None and not 0.0 <= self.blur_p <= 1.0:
             raise ConfigError(f"blur_p={self.blur_p} is outside [0, 1]: it is a probability (MoCo v2 / SwAV: 0.5)")
         self._validate_method()
@@ -357,7 +374,9 @@ def field_choices() -> dict[str, tuple[str, ...]]:
             "objective": tuple(o.value for o in Objective), "acceptance_scheme": SCHEMES,
             "confidence": CONFIDENCES, "cluster_on": ("projection", "backbone"),
             "cluster_features": ("extract", "bank"), "lr_schedule": LR_SCHEDULES, "amp": AMP_MODES,
-            "kmeans_backend": ("auto", "faiss", "torch"), "loss_kernel": ("pairs", "fused")}
+            "kmeans_backend": ("auto", "faiss", "torch"), "loss_kernel": ("pairs", "fused"),
+            "kmeans_seed": ("refresh", "level"), "tie_break": ("index", "random"), "optimizer": OPTIMIZERS,
+            "glofnd_loss": GLOFND_LOSSES}
 
 
 # -- schedule ---------------------------------------------------------------------------------------
@@ -421,7 +440,13 @@ HELP = {
     "pcl_negatives": "negative prototypes r (-1: every free cluster, at most 16384)",
     "glofnd_alpha": "fraction of each anchor's negatives treated as false negatives",
     "glofnd_lr": "Adam step size of the per-sample thresholds",
-    "glofnd_start_epoch": "nothing is removed before this epoch (thresholds are learned from epoch 0)",
+    "glofnd_start_epoch": "nothing is removed, and no threshold learned, before this epoch (official start_update)",
+    "glofnd_loss": "renormalised (kept negatives rescaled to the full count, GloFND's code) or elimination (dropped)",
+    "kmeans_redo": "k-means restarts, the lowest-inertia one kept (PCL: 5)",
+    "kmeans_seed": "refresh (a new k-means seed per refresh and level) or level (the level index, as PCL)",
+    "tie_break": "equal confidences ranked by sample index, or random (seeded per refresh, as PCL's rows)",
+    "optimizer": "sgd, or lars (SGD wrapped in LARC, SwAV's)",
+    "lr_final": "the cosine schedule's last learning rate (SwAV: 0.0006)",
     "swav_prototypes": "number of prototypes",
     "swav_crop_sizes": "crop size of each crop group (App. F: 160 96)",
     "swav_crop_counts": "crops per group (App. F: 2 4)",
@@ -454,7 +479,7 @@ _GROUPS = {
     "model": ("framework", "arch", "cifar_stem", "image_size", "crop_scale_min", "blur_p"),
     "method": ("detector", "objective", "temperature", "loss_kernel"),
     "optimisation": ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "lr_schedule",
-                     "lr_steps"),
+                     "lr_steps", "optimizer", "lr_final"),
     "running": ("run_dir", "seed", "device", "amp", "threads", "workers", "knn_every", "knn_k", "progress"),
 }
 

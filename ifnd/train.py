@@ -30,6 +30,7 @@ from ifnd.io import (append_jsonl, atomic_torch_save, atomic_write_json, atomic_
                      writable_dir)
 from ifnd.metrics import knn_accuracy, mtpr_mtnr, nmi
 from ifnd.rundir import CHECKPOINT, CONFIG, FINAL, METRICS, RunDir
+from ifnd.optim import build_optimizer
 from ifnd.sources import build_source
 
 
@@ -82,14 +83,14 @@ def training_labels(cfg: TrainConfig, labels: torch.Tensor) -> torch.Tensor:
 
 
 def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Linear warm-up, then cosine decay (App. C, CIFAR) or x0.1 at ``lr_steps`` (App. C, ImageNet)."""
+    """Linear warm-up, then cosine decay to ``lr_final`` (App. C, CIFAR; SwAV) or x0.1 at ``lr_steps`` (App. C, ImageNet)."""
     epoch = step / steps_per_epoch
     if epoch < cfg.warmup_epochs:
         return cfg.lr * (step + 1) / (cfg.warmup_epochs * steps_per_epoch)
     if cfg.lr_schedule == "step":
         return cfg.lr * 0.1 ** sum(epoch >= milestone for milestone in cfg.lr_steps)
     progress = (epoch - cfg.warmup_epochs) / (cfg.epochs - cfg.warmup_epochs)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -130,8 +131,7 @@ class Trainer:
         self.augment = aug.AugmentConfig(size=cfg.image_size, scale=(cfg.crop_scale_min, 1.0))
         self.source = build_source(cfg, self.device, self.model.view_specs(self.augment))
         self.detector = build_detector(cfg, training_labels(cfg, self.source.labels))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg, self.model.parameters())
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.bank = FeatureBank(len(self.source), self.device) if cfg.cluster_features == "bank" else None
         self.steps_per_epoch = len(self.source) // cfg.batch_size

@@ -13,9 +13,12 @@ has (e.g. after a SLURM sweep) without launching anything.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 import time
+
+from ifnd.config import defining_fields
 
 from reproduce import budget
 from reproduce.execute import StoreSpec, Task
@@ -55,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="number of training seeds (0..N-1) of every compared run (default: the profile's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (SLURM: the job array), run nothing")
+    parser.add_argument("--show-config", action="store_true",
+                        help="print every pre-training run's resolved TrainConfig before launching (with --dry-run: "
+                             "instead of launching)")
     parser.add_argument("--collect-only", action="store_true", help="render what has finished; launch nothing")
     parser.add_argument("--paths", default=None, help="data paths file (default reproduce/paths.toml)")
     parser.add_argument("--cluster", default=None, help="SLURM config (default reproduce/cluster.toml)")
@@ -86,6 +92,19 @@ def plan_tasks(grids: list) -> list[Task]:
             if isinstance(run, EvalRun) and all(e.key != run.key for e in task.evals):
                 task.evals.append(run)
     return list(tasks.values())
+
+
+def show_configs(tasks: list[Task], store: Store) -> str:
+    """Each pre-training run's resolved TrainConfig, one ``field = value`` per line (machine fields left out;
+    "(default)" marks what the run leaves at TrainConfig's default, which its identity does not hash)."""
+    lines = []
+    for task in tasks:
+        state = "finished" if store.has(task.key) else "to launch"
+        lines.append(f"{task.key}  {task.train.label}  ({state}, +{len(task.evals)} evaluations)")
+        hashed = task.train.identity()["config"]
+        lines += [f"    {name} = {json.dumps(value)}" + ("" if name in hashed else "  (default)")
+                  for name, value in defining_fields(task.train.config).items()]
+    return "\n".join(lines)
 
 
 def pending(tasks: list[Task], store: Store) -> list[Task]:
@@ -244,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
+    if args.show_config:
+        print(show_configs(tasks, store) or "no pre-training run: every cell is not run (see the reasons above)")
     if args.dry_run:
         print(f"dry run: {len(todo)} of {len(tasks)} tasks to launch with --launcher {args.launcher}")
         if not tasks:

@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 
 from ifnd.config import ConfigError, TrainConfig, parse_field, rescale_schedule
+from ifnd.falseneg.pcl import PCL_CLUSTERING
 
 
 class ProfileError(ValueError):
@@ -47,6 +48,11 @@ _CIFAR_APPENDIX_C = {
     "knn_k": 200, "acceptance_scheme": "linear", "acceptance_initial": 0.0, "acceptance_final": 1.0,
     "acceptance_step_at": 0.1, "confidence": "ifnd",
 }
+# IFND clusters "following the same procedure in PCL" (Sec. 3.2), i.e. PCL's run_kmeans: 5 restarts, the seed
+# of each level its index. Set for every ImageNet run and the paper profile's CIFAR runs; the smoke, mini and
+# cifar profiles keep the earlier k-means (1 run, a seed per refresh) so their finished runs keep their
+# identity (their PCL rows use PCL's k-means through --mode pcl; docs/baselines.md).
+_PCL_KMEANS = {"kmeans_redo": PCL_CLUSTERING["kmeans_redo"], "kmeans_seed": PCL_CLUSTERING["kmeans_seed"]}
 # Sec. 4.1 / App. C, ImageNet: MoCo v2 / PCL settings.
 _IMAGENET_PAPER = {
     "dataset": "folder", "arch": "resnet50", "cifar_stem": False, "image_size": 224, "crop_scale_min": 0.2,
@@ -54,7 +60,7 @@ _IMAGENET_PAPER = {
     "cluster_on": "projection", "epochs": 200, "batch_size": 256, "lr": 0.03, "momentum": 0.9,
     "weight_decay": 1e-4, "warmup_epochs": 0, "lr_schedule": "step", "lr_steps": [120, 160], "amp": "auto",
     "train_subset": 0, "knn_k": 200, "acceptance_scheme": "linear", "acceptance_initial": 0.0,
-    "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "ifnd",
+    "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "ifnd", **_PCL_KMEANS,
 }
 
 
@@ -139,7 +145,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cifar": _CIFAR_GPU,
     # the same CIFAR settings, plus the ImageNet runs and transfer benchmarks
-    "paper": replace(_CIFAR_GPU, name="paper", imagenet_runs=True,
+    "paper": replace(_CIFAR_GPU, name="paper", imagenet_runs=True, cifar={**_CIFAR_APPENDIX_C, **_PCL_KMEANS},
                      description="exact paper settings: ImageNet (8 GPUs per job), CIFAR as Appendix C, "
                                  "transfer benchmarks"),
 }

@@ -26,9 +26,10 @@ def test_threshold_converges_to_the_quantile_of_a_fixed_distribution(alpha):
     low = torch.tensor([-0.8, -0.4, 0.0, 0.3])[:, None]
     width = torch.tensor([0.5, 1.0, 0.6, 0.6])[:, None]
     index = torch.arange(4)
-    for _ in range(1500):
+    for epoch in range(1500):  # one step per epoch: each sample is seen once per epoch, as in training
         sims = low + width * torch.rand(4, 400, generator=gen) ** 2  # skewed, bounded in [-1, 1]
         det.false_negatives(batch_from(sims, index))
+        det.refresh(epoch + 1, 2000, lambda: None)
     # P(low + width u^2 > q) = 1 - sqrt((q - low) / width) = alpha  <=>  q = low + width (1 - alpha)^2
     quantile = low[:, 0] + width[:, 0] * (1 - alpha) ** 2
     assert det.lam.tolist() == pytest.approx(quantile.tolist(), abs=0.02)
@@ -56,20 +57,32 @@ def test_views_of_one_sample_pool_into_one_update():
     assert det.lam[2].item() == pytest.approx(0.1 * (-g) / abs(g), abs=1e-6)
 
 
-def test_nothing_removed_before_the_start_epoch_but_thresholds_learn():
+def test_nothing_removed_nor_learned_before_the_start_epoch():
+    # the authors' scripts: start_update = lda_start (thresholds learn from the epoch masking starts)
     det = GloFNDDetector(6, alpha=0.25, lr=0.5, start_epoch=2)
     sims = torch.linspace(-1, 1, 24).view(4, 6)
     positive = torch.zeros(4, 6, dtype=torch.bool)
     positive[:, 0] = True
     index = torch.arange(4)
     assert det.false_negatives(batch_from(sims, index, positive)) is None
-    assert (det.lam[:4] < 1).all()
     det.refresh(1, 10, lambda: pytest.fail("GloFND needs no features"))
     assert det.false_negatives(batch_from(sims, index, positive)) is None
+    assert (det.lam == 1).all() and (det.t == 0).all()
     det.refresh(2, 10, lambda: None)
     fn = det.false_negatives(batch_from(sims, index, positive)).to_mask(4, 6)[0]
     assert torch.equal(fn, (sims > det.lam[index][:, None]) & ~positive)  # positives are never removed
     assert fn.any() and not fn[:, 0].any()
+
+
+def test_bias_correction_counts_epochs_as_the_official_code():
+    # fnd.py: m_hat = m / (1 - b1^(epoch + 1)), v_hat likewise, whatever the sample's own update count
+    det = GloFNDDetector(4, alpha=0.1, lr=0.05, start_epoch=70)
+    det.refresh(70, 200, lambda: None)
+    det.false_negatives(batch_from(torch.rand(1, 6) * 0.5, torch.tensor([2])))  # all below 1: g = alpha
+    m, v = 0.1 * 0.1, 0.02 * 0.1 ** 2
+    step = 0.05 * (m / (1 - 0.9 ** 71)) / ((v / (1 - 0.98 ** 71)) ** 0.5 + 1e-8)
+    assert det.lam[2].item() == pytest.approx(1 - step, abs=1e-6)
+    assert 0.6 * 0.05 < step < 0.65 * 0.05  # ~0.62 lr, not the lr of a bias correction at t = 1
 
 
 def test_state_round_trip_and_registry():

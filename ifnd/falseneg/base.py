@@ -84,6 +84,10 @@ class Detector:
         raise NotImplementedError(f"detector {self.name!r} does not give its detections as labels (it is not "
                                   "label based): the fused kernel cannot serve it; use --loss-kernel pairs")
 
+    def loss_logits(self, batch: ContrastiveBatch, excluded: Pairs | None) -> torch.Tensor:
+        """The logits the kernel sees once ``excluded`` left the negatives (GloFND rescales the kept ones)."""
+        return batch.logits
+
     def extra_loss(self, batch: ContrastiveBatch) -> torch.Tensor | float:
         """A term added to the contrastive loss (PCL's prototype term); none by default."""
         return 0.0

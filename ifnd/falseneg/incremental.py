@@ -9,7 +9,10 @@ Readings where the paper is ambiguous:
 
 * Ranking is global: exactly ``floor(rate * N)`` samples of the whole training set are accepted
   at each level (Algorithm 1, line 12 "a fraction of y with larger kappa"), not a fraction per
-  cluster. Ties are broken by sample index.
+  cluster. Ties are broken by sample index (``tie_break="index"``) or by a random order seeded per
+  refresh and level (``"random"``). PCL's Eq. 9 gives every sample of a cluster the same value and
+  clips 20% of the clusters to two bounds, so under a partial acceptance whole blocks tie: by index
+  the lower dataset indices would win (a class-sorted subset would favour its first classes).
 * Sec. 3.2 clusters ``f(i)`` while Eq. 2 and Algorithm 1, line 10 use ``z``; PCL's code, on which
   IFND's is built, clusters the 128-D projection output. ``cluster_on`` in the trainer config
   chooses (default: the projection output); either is L2-normalised first.
@@ -98,11 +101,19 @@ def pcl_confidence(features, centroids, labels, temperature):
 CONFIDENCE_FNS = {"ifnd": ifnd_confidence, "pcl": pcl_confidence}
 
 
-def accept_top(labels: torch.Tensor, confidence: torch.Tensor, rate: float, k: int) -> torch.Tensor:
-    """Keep the labels of the ``floor(rate * N)`` most confident samples; others get ``k + index``."""
+def accept_top(labels: torch.Tensor, confidence: torch.Tensor, rate: float, k: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Keep the labels of the ``floor(rate * N)`` most confident samples; others get ``k + index``.
+
+    Equal confidences rank by sample index, or in the random order of ``generator`` when given.
+    """
     n = labels.shape[0]
     accepted = int(rate * n + 1e-9)
-    order = torch.sort(-confidence, stable=True).indices
+    if generator is None:
+        order = torch.sort(-confidence, stable=True).indices
+    else:
+        shuffle = torch.randperm(n, generator=generator).to(confidence.device)
+        order = shuffle[torch.sort(-confidence[shuffle], stable=True).indices]
     out = k + torch.arange(n, device=labels.device)
     keep = order[:accepted]
     out[keep] = labels[keep]
@@ -116,7 +127,8 @@ class IncrementalDetector(LabelDetector):
 
     def __init__(self, num_samples: int, cluster_numbers: list[int], schedule: AcceptanceSchedule,
                  refresh_every: int, temperature: float, confidence: str = "ifnd", seed: int = 0,
-                 kmeans_backend: str = "auto"):
+                 kmeans_backend: str = "auto", kmeans_redo: int = 1, kmeans_seed: str = "refresh",
+                 tie_break: str = "index"):
         if confidence not in CONFIDENCES:
             raise ValueError(f"unknown confidence {confidence!r}: choose one of {', '.join(CONFIDENCES)}")
         if refresh_every < 1:
@@ -135,6 +147,7 @@ class IncrementalDetector(LabelDetector):
         self.confidence = confidence
         self.seed = seed
         self.kmeans_backend = kmeans_backend
+        self.kmeans_redo, self.kmeans_seed, self.tie_break = kmeans_redo, kmeans_seed, tie_break
         self.rate = 0.0
         self.assignments: list[torch.Tensor] = []
 
@@ -155,10 +168,12 @@ class IncrementalDetector(LabelDetector):
         feats = F.normalize(features().float(), dim=1)
         levels, clusterings = [], []
         for level, k in enumerate(self.cluster_numbers):
-            centroids, assigned = kmeans(feats, k, seed=self.seed + 1000 * epochs_done + level,
-                                         backend=self.kmeans_backend)
+            refresh_seed = self.seed + 1000 * epochs_done + level
+            centroids, assigned = kmeans(feats, k, seed=level if self.kmeans_seed == "level" else refresh_seed,
+                                         backend=self.kmeans_backend, redo=self.kmeans_redo)
             confidence = CONFIDENCE_FNS[self.confidence](feats, centroids, assigned, self.temperature)
-            levels.append(accept_top(assigned, confidence, self.rate, k).cpu())
+            ties = torch.Generator().manual_seed(refresh_seed) if self.tie_break == "random" else None
+            levels.append(accept_top(assigned, confidence, self.rate, k, ties).cpu())
             clusterings.append((centroids, assigned))
         self.labels = torch.stack(levels)
         self.assignments = [assigned.cpu() for _, assigned in clusterings]
@@ -181,7 +196,8 @@ class IncrementalDetector(LabelDetector):
 
 
 CLUSTERING_FIELDS = ("cluster_numbers", "refresh_every", "acceptance_scheme", "acceptance_initial", "acceptance_final",
-                     "acceptance_step_at", "confidence", "cluster_on", "cluster_features", "kmeans_backend")
+                     "acceptance_step_at", "confidence", "cluster_on", "cluster_features", "kmeans_backend",
+                     "kmeans_redo", "kmeans_seed", "tie_break")
 
 
 def clustering_arguments(cfg, true_labels: torch.Tensor) -> tuple:
@@ -189,7 +205,7 @@ def clustering_arguments(cfg, true_labels: torch.Tensor) -> tuple:
     schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
                                   cfg.acceptance_step_at)
     return (true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every, cfg.temperature,
-            cfg.confidence, cfg.seed, cfg.kmeans_backend)
+            cfg.confidence, cfg.seed, cfg.kmeans_backend, cfg.kmeans_redo, cfg.kmeans_seed, cfg.tie_break)
 
 
 def clustering_problem(cfg) -> str | None:

@@ -4,6 +4,12 @@ Both backends run Lloyd's algorithm on the unit sphere's Euclidean distances wit
 initialised from a seeded random sample of the points; faiss is the reference (paper: "k-means
 clustering implemented by Johnson et al. (2019)"), the torch backend exists for machines
 without faiss (e.g. a GPU image without faiss-gpu) and gives the same kind of result.
+
+``redo`` runs k-means that many times from different initialisations and keeps the run of lowest
+inertia (faiss ``nredo``; PCL's ``run_kmeans`` uses 5, ``main_pcl.py`` line 422). PCL also sets
+``min_points_per_centroid = 10`` (line 425); faiss uses it only to print a warning when there are
+fewer than ``10 k`` points, the clustering is the same (``tests/test_baselines.py``), so we keep 1
+and spare small runs the warning.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ def faiss_available() -> bool:
 
 def kmeans(
     features: torch.Tensor, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS,
-    backend: str = "auto",
+    backend: str = "auto", redo: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster the unit-normalised rows of ``features`` into ``k`` groups.
 
@@ -34,6 +40,8 @@ def kmeans(
     PCL's concentration, Eq. 9 of PCL, is measured from them).
     """
     n = features.shape[0]
+    if redo < 1:
+        raise ClusteringError(f"k-means redo={redo}: run it at least once (PCL: 5)")
     if k < 1 or k > n:
         raise ClusteringError(
             f"cannot make k={k} clusters from {n} samples: choose cluster numbers between 1 and {n} "
@@ -43,21 +51,31 @@ def kmeans(
     if backend == "auto":
         backend = "faiss" if faiss_available() and x.device.type == "cpu" else "torch"
     if backend == "faiss":
-        centroids, labels = _faiss_kmeans(x, k, seed, iterations)
+        centroids, labels = _faiss_kmeans(x, k, seed, iterations, redo)
     elif backend == "torch":
-        centroids, labels = _torch_kmeans(x, k, seed, iterations)
+        centroids, labels, best = None, None, float("inf")
+        for attempt in range(redo):
+            run = _torch_kmeans(x, k, seed + attempt, iterations)
+            if (loss := float(inertia(x, *run))) < best:
+                (centroids, labels), best = run, loss
     else:
         raise ClusteringError(f"unknown k-means backend {backend!r}: use 'auto', 'faiss' or 'torch'")
     return centroids, labels
 
 
-def _faiss_kmeans(x: torch.Tensor, k: int, seed: int, iterations: int):
+def inertia(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of squared distances of the points to their centroids (what ``redo`` minimises)."""
+    return sum(((part - centroids[at]) ** 2).sum() for part, at in zip(x.split(65536), labels.split(65536)))
+
+
+def _faiss_kmeans(x: torch.Tensor, k: int, seed: int, iterations: int, redo: int):
     import faiss
 
     data = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
     clus = faiss.Clustering(data.shape[1], k)
     clus.niter = iterations
     clus.seed = seed
+    clus.nredo = redo
     clus.max_points_per_centroid = 1000  # PCL's setting: subsample at most 1000 points per centroid
     clus.min_points_per_centroid = 1
     clus.verbose = False

@@ -45,6 +45,10 @@ from ifnd.falseneg.incremental import (CLUSTERING_FIELDS, IncrementalDetector, c
                                        clustering_problem, pcl_concentration)
 
 PCL_R = 16384  # PCL's default r (pcl_r = queue size) on ImageNet
+# PCL's run_kmeans (main_pcl.py lines 415-425): 5 restarts, the seed of each level its index (the same in
+# every epoch); equal Eq. 9 confidences (whole clusters, and the clipped ones) ranked in a seeded random
+# order, not by dataset index, when only part of the labels is accepted (PCL itself accepts all of them).
+PCL_CLUSTERING = {"kmeans_redo": 5, "kmeans_seed": "level", "tie_break": "random"}
 
 
 def negatives_problem(r: int, cluster_numbers: list[int], batch_size: int) -> str | None:

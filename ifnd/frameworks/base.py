@@ -27,7 +27,7 @@ def contrastive_loss(batch: ContrastiveBatch, detector: Detector, objective: str
         loss = fused_label_loss(batch.logits, batch.valid, table, objective, *detector.false_negative_labels(batch))
     else:
         positive, excluded = objective_pairs(objective, batch.positive, batch.valid, detector.false_negatives(batch))
-        loss = masked_contrastive_loss(batch.logits, batch.valid, positive, excluded)
+        loss = masked_contrastive_loss(detector.loss_logits(batch, excluded), batch.valid, positive, excluded)
     return loss + detector.extra_loss(batch)
 
 

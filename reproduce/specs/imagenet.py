@@ -4,15 +4,29 @@ ImageNet pre-training follows Sec. 4.1 / Appendix C (MoCo v2 / PCL settings: Res
 epochs, batch 256, lr 0.03 x0.1 at 120 and 160, k = {1000, 3000, 10000} refreshed every epoch);
 it runs at the ``paper`` profile when ImageNet is configured. Everywhere else the rows say why not.
 CIFAR-10 stand-ins of the same methods (Tables 4 and 8 at ``smoke`` / ``mini``) are built here too.
+
+The baselines' own settings (docs/baselines.md): PCL's r = queue = 16384 negatives and its k-means
+(``--mode pcl``); SwAV's recipe (``swav_recipe``) for both SwAV rows, since App. F keeps "other
+training details the same as in SwAV". Every method keeps IFND's encoder (ResNet-50 with the 3-layer
+head of Sec. 4.1), as the paper's own comparisons do.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ifnd.falseneg.pcl import PCL_R
+
 from reproduce.runs import NotRun
 from reproduce.specs.base import Context, cli_eval, method, pretrain
 
 PCL_IMAGENET_CLUSTERS = [25000, 50000, 100000]  # PCL's own setting (Li et al., 2021)
+PCL_IMAGENET = {"cluster_numbers": PCL_IMAGENET_CLUSTERS, "queue_size": PCL_R,  # main_pcl.py line 85: the
+                "pcl_negatives": PCL_R}                                         # queue is r = 16384
+# SwAV's 200-epoch, batch-256 ImageNet run (scripts/swav_200ep_bs256_pretrain.sh, main_swav.py lines 171-182)
+SWAV_EPOCHS, SWAV_BATCH, SWAV_FREEZE_ITERS, IMAGENET_IMAGES = 200, 256, 5005, 1281167
+SWAV_RECIPE = {"temperature": 0.1, "optimizer": "lars", "weight_decay": 1e-6, "lr_schedule": "cosine",
+               "warmup_epochs": 0}
+SWAV_LR, SWAV_FINAL_LR = 0.6, 0.0006  # at batch 256; SwAV's larger batches scale both linearly (4.8 at 4096)
 SWAV_IMAGENET = {"framework": "swav", "swav_crop_sizes": [160, 96], "swav_crop_counts": [2, 4],
                  "swav_queue_size": 3840}  # App. F: 2x160 + 4x96 crops, a queue of 3840
 MOCO_CIFAR = {"framework": "moco", "queue_size": 4096, "moco_momentum": 0.99}  # MoCo's CIFAR-10 demo settings
@@ -36,10 +50,29 @@ def imagenet_reason(ctx: Context) -> str | None:
     return None
 
 
+def swav_freeze_iters(epochs: int, images: int, batch_size: int) -> int:
+    """SwAV's 5005 frozen-prototype iterations, scaled by this run's iterations over SwAV's (200 epochs of
+    1281167 // 256 = 5004): the prototypes stay frozen for the same 1/200 of training (5005 at the paper
+    profile, at least 1)."""
+    paper = SWAV_EPOCHS * (IMAGENET_IMAGES // SWAV_BATCH)
+    return max(1, round(SWAV_FREEZE_ITERS * epochs * (images // batch_size) / paper))
+
+
+def swav_recipe(train: dict, images: int) -> dict:
+    """SwAV's optimisation for a run of the profile's ``train`` fields on ``images`` images."""
+    scale = train["batch_size"] / SWAV_BATCH
+    return {**SWAV_RECIPE, "lr": SWAV_LR * scale, "lr_final": SWAV_FINAL_LR * scale,
+            "swav_freeze_prototypes_iters": swav_freeze_iters(train["epochs"], images, train["batch_size"])}
+
+
 def swav_cifar(ctx: Context) -> dict:
     c = ctx.profile.cifar
-    steps = max(1, (c.get("train_subset") or 50000) // c["batch_size"])
-    return {"framework": "swav", "swav_prototypes": 100, "swav_freeze_prototypes_iters": steps}
+    return {"framework": "swav", "swav_prototypes": 100, **swav_recipe(c, c.get("train_subset") or 50000)}
+
+
+def swav_imagenet(ctx: Context) -> dict:
+    c = ctx.profile.imagenet
+    return {**SWAV_IMAGENET, **swav_recipe(c, c.get("train_subset") or IMAGENET_IMAGES)}
 
 
 def method_fields(ctx: Context, name: str, imagenet: bool) -> dict | NotRun:
@@ -50,10 +83,10 @@ def method_fields(ctx: Context, name: str, imagenet: bool) -> dict | NotRun:
     if isinstance(fields, NotRun):
         return fields
     if name in ("swav", "ifnd_swav"):
-        return {**fields, **(SWAV_IMAGENET if imagenet else swav_cifar(ctx))}
+        return {**fields, **(swav_imagenet(ctx) if imagenet else swav_cifar(ctx))}
     framework = {"framework": "moco"} if imagenet else dict(MOCO_CIFAR)
     if name == "pcl" and imagenet:
-        return {**fields, **framework, "cluster_numbers": PCL_IMAGENET_CLUSTERS}
+        return {**fields, **framework, **PCL_IMAGENET}
     return {**fields, **framework}
 
 

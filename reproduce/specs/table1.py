@@ -64,4 +64,8 @@ class Table1(Spec):
                           "ImageNet: eval.linear --mode full (Appendix C); VOC07: eval.voc07 (per-class linear SVMs, "
                           "mAP); Places205: eval.places205. No CIFAR stand-in: the table is about ImageNet "
                           "features and their transfer.")
+        grid.notes.append("The paper's MoCo v2 and PCL numbers are the published v2 models (2-layer head, cosine "
+                          "schedule); our runs reproduce those methods under IFND's encoder recipe (3-layer head, step "
+                          "schedule, Sec. 4.1 / App. C) with their own method settings (PCL: r = queue = 16384, "
+                          "k = 25000/50000/100000, PCL's k-means); docs/baselines.md.")
         return grid

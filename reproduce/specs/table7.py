@@ -12,6 +12,8 @@ training images (the smoke profile's 512 images cap them at 256).
 """
 from __future__ import annotations
 
+from ifnd.falseneg.pcl import PCL_CLUSTERING
+
 from reproduce.specs.base import (Claim, Context, Derived, Grid, Spec, pretrain, probe, probe_note, seeds, source,
                                   training_size)
 from reproduce.specs.table6 import dataset, dataset_title
@@ -47,7 +49,9 @@ def table7_rows(scale: int = 100) -> list[dict]:
     100/300/1000), 10 the same ratios to the class count on CIFAR-10.
 
     Each row: ``method``, ``baseline`` (the paper's dagger), ``paper_top1`` and ``overrides`` (a dict
-    of ``TrainConfig`` fields; the dataset, schedule and size come from the profile).
+    of ``TrainConfig`` fields; the dataset, schedule and size come from the profile). PCL's rows
+    cluster as PCL's code (``PCL_CLUSTERING``); a row with PCL's confidence breaks its ties at random,
+    whichever method it belongs to.
     """
     rows = []
     for method, baseline, objective, scheme, clusters, confidence, top1 in PAPER_ROWS:
@@ -56,6 +60,10 @@ def table7_rows(scale: int = 100) -> list[dict]:
             overrides.update({"acceptance_scheme": scheme, "acceptance_initial": 0.0, "acceptance_final": 1.0,
                               "acceptance_step_at": 0.1, "cluster_numbers": [c * scale for c in clusters],
                               "confidence": confidence})
+            if method == "PCL":
+                overrides.update(PCL_CLUSTERING)
+            elif confidence == "pcl":
+                overrides["tie_break"] = PCL_CLUSTERING["tie_break"]
         rows.append({"method": method, "baseline": baseline, "objective": objective, "assignment": scheme,
                      "clusters_x100": list(clusters) if clusters else None, "confidence": confidence,
                      "paper_top1": top1, "overrides": overrides})

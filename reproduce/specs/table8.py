@@ -40,9 +40,12 @@ class Table8(Spec):
                            "Stand-in: ImageNet is out of this profile's scope; the four runs are CIFAR-10 pre-training "
                            f"at this profile's schedule. MoCo v2: queue {inet.MOCO_CIFAR['queue_size']}, momentum "
                            f"{inet.MOCO_CIFAR['moco_momentum']} (MoCo's CIFAR-10 demo); SwAV: 100 prototypes, crops "
-                           "2x32 + 4x16 px (App. F's 2x160 + 4x96 scaled to CIFAR), prototypes frozen for the first "
-                           "epoch; IFND adds the profile's detector (k = {10, 30, 100}) to each."]
+                           "2x32 + 4x16 px (App. F's 2x160 + 4x96 scaled to CIFAR) and SwAV's recipe for both SwAV "
+                           "rows (T 0.1, LARS, lr 0.6 -> 0.0006 cosine at batch 256, wd 1e-6, prototypes frozen for "
+                           "1/200 of the iterations as SwAV's 5005 of 200 epochs; docs/baselines.md); IFND adds the "
+                           "profile's detector (k = {10, 30, 100}) to each."]
         else:
             grid.notes.append("Our rows: ImageNet pre-training (IFND (MoCo v2) is Table 1's IFND run), eval.linear "
-                              "--mode full.")
+                              "--mode full. Both SwAV rows use SwAV's recipe (App. F: \"the same as in SwAV\"; "
+                              "docs/baselines.md).")
         return grid
