@@ -217,8 +217,9 @@ def test_glofnd_keeps_no_negative_without_nan():
 # -- the paper profile's resolved configs ---------------------------------------------------------------
 def paper_runs(tmp_path, sets=()):
     folders = {key: tmp_path / key for key in ("imagenet", "voc07", "places205", "cifar10")}
-    for folder in folders.values():
-        folder.mkdir(exist_ok=True)
+    for folder in (folders["imagenet"] / "train" / "n01440764", folders["imagenet"] / "val" / "n01440764",
+                   folders["cifar10"] / "train", folders["voc07"], folders["places205"]):
+        folder.mkdir(parents=True, exist_ok=True)  # the top levels the planner checks (nothing is read)
     profile = apply_overrides(get_profile("paper"), list(sets))
     ctx = Context(profile, DataPaths({k: str(v) for k, v in folders.items()}, "test"),
                   Store(profile.name, tmp_path / "results", tmp_path / "runs"))
@@ -256,6 +257,8 @@ def test_show_config_prints_every_resolved_run(tmp_path, capsys, monkeypatch):
     for key, env in (("imagenet", "IFND_IMAGENET"), ("voc07", "IFND_VOC07"), ("places205", "IFND_PLACES205")):
         (tmp_path / key).mkdir()
         monkeypatch.setenv(env, str(tmp_path / key))
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split / "n01440764").mkdir(parents=True)
     code = main(["table1", "--profile", "paper", "--dry-run", "--show-config", "--runs-dir", str(tmp_path / "r"),
                  "--results-dir", str(tmp_path / "s")])
     out = capsys.readouterr().out
