@@ -189,9 +189,9 @@ def method(ctx_or_none, name: str) -> dict | NotRun:
 DATASET_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet"}
 
 
-def dataset_fields(dataset: str) -> dict:
+def dataset_fields(dataset: str, profile: Profile) -> dict:
     if dataset == "cifar100":
-        return {"dataset": "cifar100", "cluster_numbers": [100, 300, 1000]}  # App. C, CIFAR-100
+        return {"dataset": "cifar100", "cluster_numbers": list(profile.cifar100_clusters)}  # App. C, CIFAR-100
     if dataset == "imagenet":
         return {"dataset": "folder"}
     return {"dataset": "cifar10"}
@@ -230,7 +230,8 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
     if reason:
         return NotRun(reason)
     kind = "imagenet" if dataset == "imagenet" else "cifar"
-    config = {**ctx.profile.train_fields(kind), **dataset_fields(dataset), **fields, **extra, "seed": seed}
+    config = {**ctx.profile.train_fields(kind), **dataset_fields(dataset, ctx.profile), **fields, **extra,
+              "seed": seed}
     if label_map is not None and not identity_map(label_map):
         config["label_map"] = list(label_map)
     problem = availability(config)
@@ -247,7 +248,7 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
         return NotRun(f"config rejected by ifnd: {err}")
     config["data_root"] = ctx.paths.data_root(DATASET_KEYS[dataset])
     snapshots = ctx.profile.snapshot_epochs(config["epochs"]) if kind == "cifar" else ()
-    always = set(ctx.profile.train_fields(kind)) | set(dataset_fields(dataset)) | {"seed"}  # see reproduce.runs
+    always = set(ctx.profile.train_fields(kind)) | set(dataset_fields(dataset, ctx.profile)) | {"seed"}  # see reproduce.runs
     return TrainRun(config, frozenset(always), tuple(snapshots),
                     label or f"{config.get('detector')}/{config.get('objective')} seed {seed}")
 
@@ -315,7 +316,8 @@ def cli_eval(ctx: Context, train: TrainRun | NotRun, module: str, args: list, ma
         _, reason = ctx.paths.locate(key)
         if reason:
             return NotRun(reason)
-    return EvalRun("cli", train, {"module": module, "args": list(args)}, label, {"args": list(machine_args)})
+    args = list(args) + list(ctx.profile.eval_args.get(module, []))
+    return EvalRun("cli", train, {"module": module, "args": args}, label, {"args": list(machine_args)})
 
 
 # -- reading records -------------------------------------------------------------------------------
