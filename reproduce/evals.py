@@ -21,6 +21,7 @@ Features come from :class:`eval.features.CheckpointFeatures` and are cached unde
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +199,8 @@ def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:
     args = [str(a).format(**where) for a in [*run.params.get("args", []), *run.machine.get("args", [])]]
     command = [sys.executable, "-m", run.params["module"], "--checkpoint", str(checkpoint_of(run, store)), *args,
                "--out", str(out)]
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the run's thread budget (--threads)
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with status {done.returncode}")
     return json.loads(out.read_text()).get("metrics", {})

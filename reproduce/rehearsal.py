@@ -51,7 +51,7 @@ def is_complete(root: str | os.PathLike) -> bool:
     return (Path(root) / MARKER).is_file()
 
 
-def write(root: str | os.PathLike, train_per_class: int = 2, val_per_class: int = 1, size: int = 40) -> dict:
+def write(root: str | os.PathLike, train_per_class: int = 2, val_per_class: int = 1, size: int = 20) -> dict:
     """Write every data set under ``root`` (into ``root.partial``, renamed when complete); returns the paths."""
     from eval import fixtures
     from wordnet_hierarchy import imagenet_wnids
