@@ -17,6 +17,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -75,13 +76,17 @@ def run_job(task: Task, store: StoreSpec, progress: bool = True, threads: int = 
                  for rank in range(processes)]
         for process in ranks:
             process.start()
-        try:
-            for process in ranks:
-                process.join()
+        try:  # a rank that fails outside the task (e.g. the rendezvous) ends the job: the others would wait
+            running = {process.sentinel: process for process in ranks}
+            while running:
+                finished = [running.pop(sentinel) for sentinel in wait(list(running))]
+                if any(process.exitcode for process in finished):
+                    break
         finally:
             for process in ranks:
                 if process.is_alive():
                     process.terminate()
+                process.join()
         status = json.loads(out.read_text()) if out.exists() else None
     died = [f"rank {rank} exited with status {process.exitcode}" for rank, process in enumerate(ranks)
             if process.exitcode]
