@@ -196,9 +196,10 @@ def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:
     out = store.eval_dir(run.key) / "result.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     where = {"eval_dir": str(out.parent)}
-    args = [str(a).format(**where) for a in [*run.params.get("args", []), *run.machine.get("args", [])]]
-    command = [sys.executable, "-m", run.params["module"], "--checkpoint", str(checkpoint_of(run, store)), *args,
-               "--out", str(out)]
+    machine = [str(a).format(**where) for a in run.machine.get("args", [])]
+    # the run's own arguments last: a protocol's trailing KEY VALUE overrides (detectron2's) stay last
+    command = [sys.executable, "-m", run.params["module"], "--checkpoint", str(checkpoint_of(run, store)), *machine,
+               "--out", str(out), *[str(a).format(**where) for a in run.params.get("args", [])]]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the run's thread budget (--threads)
     done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env)
     if done.returncode != 0:
