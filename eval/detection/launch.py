@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -79,6 +80,11 @@ def read_detectron2_metrics(output_dir: str | os.PathLike) -> dict[str, float]:
         raise ValueError(f"{path} holds no COCO evaluation (last iteration {last_iteration}): the run has not "
                          "finished; rerun with --resume, or --collect-only once it has")
     missing = [key for key in METRIC_KEYS.values() if key not in evaluation]
+    box = [v for k, v in evaluation.items() if k.startswith("bbox/")]
+    if missing and box and all(isinstance(v, float) and math.isnan(v) for v in box):
+        # a model that predicted nothing: detectron2 scores no mask task and every box AP is NaN
+        print(f"warning: {path}: the model made no predictions; every AP is NaN", file=sys.stderr)
+        return {name: float("nan") for name in METRIC_KEYS} | {"iteration": evaluation.get("iteration")}
     if missing:
         raise ValueError(f"{path}'s evaluation lacks {', '.join(missing)}: was MODEL.MASK_ON off?")
     return {name: float(evaluation[key]) for name, key in METRIC_KEYS.items()} | {
