@@ -346,7 +346,7 @@ class SlurmLauncher:
             results = []
             for job, task in zip(jobs, tasks):
                 try:
-                    results.append(job.result())
+                    results.append(job.results()[0])  # rank 0 (a multi-process job has one result per task)
                 except Exception as err:  # the job failed outside execute_task (e.g. killed, bad environment)
                     results.append({"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
                                     "evaluated": [], "error": f"job {job.job_id}: {err}", "seconds": 0.0})
