@@ -9,6 +9,9 @@ process, ``local`` in ``--jobs`` processes, ``slurm`` as one submitit job array)
 target from the store into ``results/<profile>/``. ``--dry-run`` prints the plan (and, for SLURM,
 the job array and its sbatch parameters) and runs nothing; ``--collect-only`` renders what the store
 has (e.g. after a SLURM sweep) without launching anything.
+
+``python -m reproduce make-rehearsal-data [DIR]`` writes the synthetic data sets of ``--profile
+rehearsal`` (:mod:`reproduce.rehearsal`).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from ifnd.config import defining_fields
 
@@ -198,7 +202,32 @@ def render_target(ctx: Context, spec, grid) -> list[str]:
     return written
 
 
+def make_rehearsal_data(argv: list[str]) -> int:
+    """``python -m reproduce make-rehearsal-data [DIR]``: the synthetic data sets of ``--profile rehearsal``."""
+    from reproduce import rehearsal
+
+    parser = argparse.ArgumentParser(prog="python -m reproduce make-rehearsal-data",
+                                     description=rehearsal.__doc__.split("\n\n")[0])
+    parser.add_argument("dir", nargs="?", default=None,
+                        help=f"where to write them (default {rehearsal.default_dir()}, where --profile rehearsal "
+                             "looks unless $IFND_REHEARSAL_DATA names DIR)")
+    args = parser.parse_args(argv)
+    root = Path(args.dir or rehearsal.default_dir()).expanduser()
+    try:
+        paths = rehearsal.write(root)
+    except (FileExistsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(f"{key:16s} {path}" for key, path in paths.items()))
+    print(f"rehearse with: IFND_REHEARSAL_DATA={root} make all PROFILE=rehearsal "
+          f"(or any target; --paths {root / 'paths.toml'} points another profile at them)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["make-rehearsal-data"]:
+        return make_rehearsal_data(argv[1:])
     args = build_parser().parse_args(argv)
     if args.targets == ["list"]:
         print(list_targets())
@@ -206,8 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = resolve_targets(args.targets)
         profile = apply_overrides(get_profile(args.profile), args.sets, args.seeds)
+        if profile.name == "rehearsal":  # the data sets' usual environment variables, at the synthetic data
+            from reproduce import rehearsal
+
+            rehearsal.use(say=lambda message: print(message, file=sys.stderr))
         paths = DataPaths.load(args.paths)
-    except (UnknownTarget, ProfileError, PathsError) as err:
+    except (UnknownTarget, ProfileError, PathsError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     store = Store(profile.name, args.results_dir, args.runs_dir)
@@ -291,9 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         try:
             if args.launcher == "inline":
-                statuses += InlineLauncher(args.threads).launch(todo, spec, args.progress)
+                statuses += InlineLauncher(args.threads, profile.processes_per_job).launch(todo, spec,
+                                                                                        args.progress)
             elif args.launcher == "local":
-                statuses += LocalLauncher(args.jobs, args.threads).launch(todo, spec, args.progress)
+                statuses += LocalLauncher(args.jobs, args.threads, profile.processes_per_job).launch(
+                    todo, spec, args.progress)
             else:
                 statuses += SlurmLauncher(profile.name, args.cluster).launch(todo, spec, f"ifnd-{profile.name}",
                                                                              wait=args.wait)

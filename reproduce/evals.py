@@ -20,9 +20,12 @@ the machine runs it (feature batch, device) are chosen here. Features are cached
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from eval.checkpoints import load_framework
 from eval.clustering import cifar_nmi
@@ -74,10 +77,12 @@ def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:
     out = store.eval_dir(run.key) / "result.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     where = {"eval_dir": str(out.parent)}
-    args = [str(a).format(**where) for a in [*run.params.get("args", []), *run.machine.get("args", [])]]
-    command = [sys.executable, "-m", run.params["module"], "--checkpoint", str(checkpoint_of(run, store)), *args,
-               "--out", str(out)]
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent)
+    machine = [str(a).format(**where) for a in run.machine.get("args", [])]
+    # the run's own arguments last: a protocol's trailing KEY VALUE overrides (detectron2's) stay last
+    command = [sys.executable, "-m", run.params["module"], "--checkpoint", str(checkpoint_of(run, store)), *machine,
+               "--out", str(out), *[str(a).format(**where) for a in run.params.get("args", [])]]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the run's thread budget (--threads)
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with status {done.returncode}")
     return json.loads(out.read_text()).get("metrics", {})

@@ -18,6 +18,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -55,41 +56,97 @@ def describe(status: dict) -> str:
     return f"done {status['key']} {what}: {done or 'already finished'} ({status['seconds']:.0f}s)"
 
 
+def run_job(task: Task, store: StoreSpec, progress: bool = True, threads: int = 0, processes: int = 1) -> dict:
+    """One task as one job: in this process, or as ``processes`` spawned processes joined in
+    torch.distributed (gloo on CPU, nccl on GPUs) with the variables torchrun / SLURM set (``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR`` ...). All ranks train; rank 0 holds the lock, evaluates and
+    records (:func:`reproduce.execute.execute_task`); its status is returned."""
+    if processes <= 1:
+        return execute_task(task, store, progress=progress, threads=threads)
+    import socket
+    import tempfile
+
+    with socket.socket() as probe:  # a free port for the group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threads = threads or max(1, (os.cpu_count() or 1) // processes)
+    context = get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="ifnd-job-") as tmp:
+        out = Path(tmp) / "status.json"
+        ranks = [context.Process(target=_rank_main, args=(rank, processes, port, task, store, progress and rank == 0,
+                                                          threads, str(out)), daemon=False)
+                 for rank in range(processes)]
+        for process in ranks:
+            process.start()
+        try:  # a rank that fails outside the task (e.g. the rendezvous) ends the job: the others would wait
+            running = {process.sentinel: process for process in ranks}
+            while running:
+                finished = [running.pop(sentinel) for sentinel in wait(list(running))]
+                if any(process.exitcode for process in finished):
+                    break
+        finally:
+            for process in ranks:
+                if process.is_alive():
+                    process.terminate()
+                process.join()
+        status = json.loads(out.read_text()) if out.exists() else None
+    died = [f"rank {rank} exited with status {process.exitcode}" for rank, process in enumerate(ranks)
+            if process.exitcode]
+    if status is None or (died and status.get("status") != "failed"):
+        status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False, "evaluated": [],
+                  "error": f"{processes}-process job: " + ("; ".join(died) or "rank 0 wrote no status"),
+                  "seconds": 0.0}
+    return status
+
+
+def _rank_main(rank: int, world: int, port: int, task: Task, store: StoreSpec, progress: bool, threads: int,
+               out: str) -> None:
+    _die_with_parent()
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    status = execute_task(task, store, progress=progress, threads=threads, lock=rank == 0)
+    if rank == 0:
+        atomic_write_json(Path(out), status)
+
+
 class InlineLauncher:
+    """Tasks one after another from this process (each a ``processes``-process job when > 1)."""
+
     name = "inline"
 
-    def __init__(self, threads: int = 0):
-        self.threads = threads
+    def __init__(self, threads: int = 0, processes: int = 1):
+        self.threads, self.processes = threads, processes
 
     def launch(self, tasks: list[Task], store: StoreSpec, progress: bool = True) -> list[dict]:
         results = []
         bar = tqdm(tasks, desc="runs", unit="run", file=sys.stderr, disable=None if tasks else True)  # a terminal only
         for task in bar:
             bar.set_postfix_str(task.train.label[:40])
-            status = execute_task(task, store, progress=progress, threads=self.threads)
+            status = run_job(task, store, progress, self.threads, self.processes)
             _say(describe(status))
             results.append(status)
         return results
 
 
 class LocalLauncher:
-    """``jobs`` worker processes (spawned); torch threads are split between them."""
+    """``jobs`` worker processes (spawned), each running a ``processes``-process job at a time; torch
+    threads are split between them."""
 
     name = "local"
 
-    def __init__(self, jobs: int = 2, threads: int = 0):
+    def __init__(self, jobs: int = 2, threads: int = 0, processes: int = 1):
         if jobs < 1:
             raise LaunchError(f"--jobs {jobs}: give at least 1")
-        self.jobs, self.threads = jobs, threads
+        self.jobs, self.threads, self.processes = jobs, threads, processes
 
     def launch(self, tasks: list[Task], store: StoreSpec, progress: bool = True) -> list[dict]:
         if not tasks:
             return []
-        threads = self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+        threads = self.threads or max(1, (os.cpu_count() or 1) // (self.jobs * self.processes))
         results = []
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
                                  initializer=_die_with_parent) as pool:
-            futures = {pool.submit(execute_task, task, store, False, threads): task for task in tasks}
+            futures = {pool.submit(run_job, task, store, False, threads, self.processes): task for task in tasks}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
                                unit="run", file=sys.stderr, disable=None):  # a bar on a terminal only
                 try:
@@ -354,7 +411,7 @@ class SlurmLauncher:
             results = []
             for job, task in zip(jobs, tasks):
                 try:
-                    status = job.result()
+                    status = job.results()[0]  # rank 0 (a multi-process job has one result per task)
                 except Exception as err:  # the job failed outside execute_task (e.g. killed, bad environment)
                     status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
                               "evaluated": [], "error": f"{type(err).__name__}: {err}", "seconds": 0.0}

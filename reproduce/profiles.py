@@ -11,6 +11,11 @@ cifar    one GPU                            Appendix C: ResNet-50 (CIFAR stem), 
                                             lr 0.5, 10 warm-up epochs, cosine, refresh every 20 epochs
 paper    SLURM, 8 GPUs per job              Sec. 4.1 / App. C exactly: ImageNet (MoCo v2 settings), CIFAR as
                                             ``cifar``, VOC07 / Places205 / COCO transfer
+rehearsal  a laptop, <= 30 min in all        ``paper`` scaled only in size (epochs, images, image size, batch,
+                                            queues, cluster numbers; 2 processes per job; convnet4 on CIFAR)
+                                            on synthetic data in the real layouts (:mod:`reproduce.rehearsal`):
+                                            every code path of ``paper`` before a cluster is booked; numbers
+                                            mean nothing
 =======  =================================  ==============================================================
 
 A profile is plain data. Command-line overrides (``--set key=value``, ``--seeds N``) make a new
@@ -88,6 +93,11 @@ class Profile:
     train_images_per_second: float = 0.0  # calibrated throughput for budget estimates (0: unknown)
     eval_images_per_second: float = 0.0
     minutes_per_table: float = 0.0       # the budget a table must fit (0: none)
+    processes_per_job: int = 1           # torch.distributed processes of a pre-training job with the inline and
+                                         # local launchers (SLURM: tasks_per_node of the cluster config)
+    cifar100_clusters: tuple = (100, 300, 1000)  # IFND's k on CIFAR-100 (App. C)
+    imagenet_methods: dict = field(default_factory=dict)  # method -> TrainConfig fields of its ImageNet runs
+    eval_args: dict = field(default_factory=dict)  # eval module -> extra arguments (its sizes), e.g. --epochs
     overrides: tuple = ()                # what the command line changed, for the table header
 
     def seeds_for(self, spec: str) -> int:
@@ -150,6 +160,43 @@ PROFILES: dict[str, Profile] = {
                                  "transfer benchmarks"),
 }
 
+# ``paper`` scaled only in size (reproduce.rehearsal writes the synthetic data it runs on): every
+# code path of the paper's runs, in minutes on a laptop; its numbers mean nothing.
+_REHEARSAL_IMAGENET = {  # 224 -> 16 px, 200 -> 2 epochs, 1.28M -> 256 images, k and queues / 100
+    **_IMAGENET_PAPER, "image_size": 16, "epochs": 2, "batch_size": 32, "lr_steps": [1, 2],
+    "cluster_numbers": [10, 30, 100], "train_subset": 256, "knn_k": 20, "queue_size": 64, "workers": 1,
+    "moco_bn_splits": 2, "swav_prototypes": 30, "swav_queue_start_epoch": 1, "swav_freeze_prototypes_iters": 4,
+}
+_REHEARSAL_SWAV = {"swav_crop_sizes": [12, 8], "swav_queue_size": 128}  # 2x160 + 4x96 px, 3840 -> 128
+PROFILES["rehearsal"] = replace(
+    PROFILES["paper"], name="rehearsal",
+    description="rehearsal: synthetic data, numbers meaningless — the paper profile's code paths at toy sizes "
+                "(python -m reproduce make-rehearsal-data)",
+    # convnet4 for CIFAR: ResNet-50's CIFAR stem evaluates 32 px images at 16x the cost of the ImageNet side
+    cifar={**_CIFAR_APPENDIX_C, "arch": "convnet4", "cifar_stem": False, "image_size": 16, "epochs": 2,
+           "batch_size": 32, "warmup_epochs": 0, "refresh_every": 1, "knn_k": 20, "train_subset": 0},
+    imagenet=_REHEARSAL_IMAGENET,
+    cifar100_clusters=(10, 30, 100),
+    imagenet_methods={"pcl": {"cluster_numbers": [25, 50, 100], "queue_size": 64, "pcl_negatives": -1},
+                      "swav": _REHEARSAL_SWAV,
+                      "ifnd_swav": _REHEARSAL_SWAV},
+    snapshot_fractions=(0.5, 1.0), probe={"epochs": 2, "lr": 0.1, "batch_size": 64}, nmi_seeds=2,
+    tsne_points=100, tsne_perplexity=10.0, tsne_iterations=250, processes_per_job=2,
+    eval_args={  # 224 -> 16 px crops, Appendix C's epochs -> 1
+        "eval.linear": ["--resize-size", 18, "--crop-size", 16, "--epochs", 1, "--batch-size", 64, "--workers", 1],
+        "eval.semisup": ["--resize-size", 18, "--crop-size", 16, "--epochs", 1, "--batch-size", 32, "--workers", 1],
+        "eval.voc07": ["--resize-size", 18, "--crop-size", 16, "--folds", 2, "--workers", 1],
+        "eval.places205": ["--resize-size", 18, "--crop-size", 16, "--epochs", 1, "--batch-size", 64, "--workers", 1],
+        "eval.clustering": ["--resize-size", 18, "--crop-size", 16, "--workers", 1],
+        # where detectron2 is installed: 2 iterations of one CPU process at 64 px (COCO 2x: 180k on 8 GPUs)
+        "eval.detection.launch": ["--num-gpus", 1, "--norm", "naiveSyncBN", "MODEL.DEVICE", "cpu",
+                                  "SOLVER.MAX_ITER", 2, "SOLVER.IMS_PER_BATCH", 2, "SOLVER.STEPS", "()",
+                                  "SOLVER.CHECKPOINT_PERIOD", 1000, "TEST.PRECISE_BN.NUM_ITER", 1,
+                                  "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", 64, "INPUT.MIN_SIZE_TEST",
+                                  64, "INPUT.MAX_SIZE_TEST", 64, "DATALOADER.NUM_WORKERS", 0],
+    },
+)
+
 _TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 _PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
 _FIXED = {"name", "description", "cifar", "imagenet", "overrides", "probe"}
@@ -159,7 +206,8 @@ _SET_BY_HARNESS = ("run_dir", "progress", "threads", "device")  # run_dir from t
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise ProfileError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
-                           "(smoke: CI plumbing, mini: 2-core CPU, cifar: one GPU, paper: SLURM)")
+                           "(smoke: CI plumbing, mini: 2-core CPU, cifar: one GPU, paper: SLURM, rehearsal: paper on "
+                           "synthetic data)")
     return PROFILES[name]
 
 

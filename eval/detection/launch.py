@@ -9,8 +9,10 @@ that holds ``bbox/AP`` gives ``APbb``, ``APbb50``, ``APbb75`` and ``segm/AP*`` g
 
 Without detectron2 the command stops with the install instructions and the exact training command
 (after writing the weights and the config, which need no detectron2). ``--dry-run`` only prints
-the command; ``--collect-only`` reads the metrics of a finished run. COCO must be where detectron2
-looks for it: ``$DETECTRON2_DATASETS/coco/{train2017,val2017,annotations}`` (``--datasets-root``).
+the command; ``--prepare-only`` converts, writes the config and a record without metrics (what a
+harness runs where detectron2 is absent); ``--collect-only`` reads the metrics of a finished run.
+COCO must be where detectron2 looks for it: ``$DETECTRON2_DATASETS/coco/{train2017,val2017,annotations}``
+(``--datasets-root``).
 
     python -m eval.detection.launch --checkpoint CKPT --work-dir det/ --num-gpus 8 --out table3.json
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -79,6 +82,11 @@ def read_detectron2_metrics(output_dir: str | os.PathLike) -> dict[str, float]:
         raise ValueError(f"{path} holds no COCO evaluation (last iteration {last_iteration}): the run has not "
                          "finished; rerun with --resume, or --collect-only once it has")
     missing = [key for key in METRIC_KEYS.values() if key not in evaluation]
+    box = [v for k, v in evaluation.items() if k.startswith("bbox/")]
+    if missing and box and all(isinstance(v, float) and math.isnan(v) for v in box):
+        # a model that predicted nothing: detectron2 scores no mask task and every box AP is NaN
+        print(f"warning: {path}: the model made no predictions; every AP is NaN", file=sys.stderr)
+        return {name: float("nan") for name in METRIC_KEYS} | {"iteration": evaluation.get("iteration")}
     if missing:
         raise ValueError(f"{path}'s evaluation lacks {', '.join(missing)}: was MODEL.MASK_ON off?")
     return {name: float(evaluation[key]) for name, key in METRIC_KEYS.items()} | {
@@ -99,6 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue detectron2's last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="prepare and print the command, train nothing")
     parser.add_argument("--collect-only", action="store_true", help="only read the metrics of a finished run")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="write the weights and the config, and --out without metrics; train nothing (where "
+                             "detectron2 is absent: the conversion still runs)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra detectron2 KEY VALUE overrides")
     return parser
 
@@ -115,12 +126,13 @@ def main_detection(args: argparse.Namespace) -> dict | None:
         if args.dry_run:
             print(shlex.join(command))
             return None
-        require_detectron2(command)
-        env = dict(os.environ, **({"DETECTRON2_DATASETS": args.datasets_root} if args.datasets_root else {}))
-        subprocess.run(command, check=True, env=env)
-    metrics = read_detectron2_metrics(output_dir)
+        if not args.prepare_only:
+            require_detectron2(command)
+            env = dict(os.environ, **({"DETECTRON2_DATASETS": args.datasets_root} if args.datasets_root else {}))
+            subprocess.run(command, check=True, env=env)
+    metrics = {} if args.prepare_only else read_detectron2_metrics(output_dir)
     settings = {"config": str(config), "weights": str(weights), "num_gpus": args.num_gpus, "norm": args.norm,
-                "command": shlex.join(command)}
+                "command": shlex.join(command), "prepared_only": args.prepare_only}
     record = result_record("coco_detection", "Table 3 (Mask R-CNN R50-C4, COCO 2x)", info,
                            {"train": "coco_2017_train", "test": "coco_2017_val"}, settings, metrics,
                            time.time() - started)

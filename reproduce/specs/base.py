@@ -170,9 +170,9 @@ def method(ctx_or_none, name: str) -> dict | NotRun:
 DATASET_KEYS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet"}
 
 
-def dataset_fields(dataset: str) -> dict:
+def dataset_fields(dataset: str, profile: Profile) -> dict:
     if dataset == "cifar100":
-        return {"dataset": "cifar100", "cluster_numbers": [100, 300, 1000]}  # App. C, CIFAR-100
+        return {"dataset": "cifar100", "cluster_numbers": list(profile.cifar100_clusters)}  # App. C, CIFAR-100
     if dataset == "imagenet":
         return {"dataset": "folder"}
     return {"dataset": "cifar10"}
@@ -212,7 +212,8 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
         return fields
     _, missing_data = ctx.paths.locate(DATASET_KEYS[dataset])
     kind = "imagenet" if dataset == "imagenet" else "cifar"
-    config = {**ctx.profile.train_fields(kind), **dataset_fields(dataset), **fields, **extra, "seed": seed}
+    config = {**ctx.profile.train_fields(kind), **dataset_fields(dataset, ctx.profile), **fields, **extra,
+              "seed": seed}
     if label_map is not None and not identity_map(label_map):
         config["label_map"] = list(label_map)
     detector = DETECTORS.get(config.get("detector"))
@@ -227,7 +228,7 @@ def pretrain(ctx: Context, fields: dict | NotRun, seed: int, dataset: str = "cif
     except (ConfigError, ValueError, TypeError) as err:
         return NotRun(f"config rejected by ifnd: {err}")
     snapshots = ctx.profile.snapshot_epochs(cfg.epochs) if kind == "cifar" else ()
-    always = set(ctx.profile.train_fields(kind)) | set(dataset_fields(dataset)) | {"seed"}  # see reproduce.runs
+    always = set(ctx.profile.train_fields(kind)) | set(dataset_fields(dataset, ctx.profile)) | {"seed"}  # see reproduce.runs
     run = TrainRun(cfg, frozenset(always), tuple(snapshots), label or f"{cfg.detector}/{cfg.objective} seed {seed}")
     return NotRun(missing_data) if missing_data and not ctx.store.has(run.key) else run
 
@@ -295,7 +296,8 @@ def cli_eval(ctx: Context, train: TrainRun | NotRun, module: str, args: list, ma
         _, reason = ctx.paths.locate(key)
         if reason:
             return NotRun(reason)
-    return EvalRun("cli", train, {"module": module, "args": list(args)}, label, {"args": list(machine_args)})
+    args = list(args) + list(ctx.profile.eval_args.get(module, []))
+    return EvalRun("cli", train, {"module": module, "args": args}, label, {"args": list(machine_args)})
 
 
 # -- reading records -------------------------------------------------------------------------------

@@ -82,12 +82,13 @@ def method_fields(ctx: Context, name: str, imagenet: bool) -> dict | NotRun:
     fields = method(ctx, mode)
     if isinstance(fields, NotRun):
         return fields
+    sizes = ctx.profile.imagenet_methods.get(name, {}) if imagenet else {}  # the profile's scale of this method
     if name in ("swav", "ifnd_swav"):
-        return {**fields, **(swav_imagenet(ctx) if imagenet else swav_cifar(ctx))}
+        return {**fields, **(swav_imagenet(ctx) if imagenet else swav_cifar(ctx)), **sizes}
     framework = {"framework": "moco"} if imagenet else dict(MOCO_CIFAR)
     if name == "pcl" and imagenet:
-        return {**fields, **framework, **PCL_IMAGENET}
-    return {**fields, **framework}
+        return {**fields, **framework, **PCL_IMAGENET, **sizes}
+    return {**fields, **framework, **sizes}
 
 
 def imagenet_run(ctx: Context, name: str, seed: int = 0):
@@ -126,11 +127,15 @@ def semisup(ctx: Context, train, percent: int):
                     f"semi-supervised {percent}%", needs=["imagenet", "imagenet_subsets"])
 
 
-def detection(ctx: Context, train):
+DETECTRON2_MISSING = "detectron2 not installed (it is not on PyPI: see eval/detection/launch.py)"
+
+
+def detection(ctx: Context, train, prepare_only: bool = False):
+    """Table 3's fine-tuning; ``prepare_only``: the weights conversion and config alone (no detectron2)."""
     coco = _root(ctx, "coco")
-    return cli_eval(ctx, train, "eval.detection.launch", [], ["--work-dir", "{eval_dir}", "--datasets-root",
-                                                               str(Path(coco).parent) if coco else ""],
-                    "COCO Mask R-CNN C4 2x", needs=["coco"])
+    return cli_eval(ctx, train, "eval.detection.launch", ["--prepare-only"] if prepare_only else [],
+                    ["--work-dir", "{eval_dir}", "--datasets-root", str(Path(coco).parent) if coco else ""],
+                    "COCO detection: weights conversion" if prepare_only else "COCO Mask R-CNN C4 2x", needs=["coco"])
 
 
 def clustering(ctx: Context, train):
