@@ -98,7 +98,7 @@ def test_launcher_without_detectron2_explains_the_install(r50_checkpoint, tmp_pa
                      "--out", str(tmp_path / "table3.json"), "--num-gpus", "8"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "pip install 'git+https://github.com/facebookresearch/detectron2.git'" in err
+    assert "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'" in err
     assert "-m eval.detection.train_net --config-file" in err and "--num-gpus 8" in err
     assert (tmp_path / "det" / "backbone_d2.pkl").exists() and (tmp_path / "det" / "coco_R_50_C4_2x.yaml").exists()
     assert not (tmp_path / "table3.json").exists()

@@ -256,8 +256,6 @@ def test_a_two_task_job_trains_one_run_with_torch_distributed(sweep, tmp_path):
     for rank in (0, 1):
         with open(tmp_path / "jobs" / job / f"{job}_{rank}_result.pkl", "rb") as fh:
             results[rank] = pickle.load(fh)
-    log = "".join(p.read_text() for p in sorted((tmp_path / "jobs" / job).glob("*_log.err")))
-    assert "global_rank=0(2)" in log and "global_rank=1(2)" in log, log[-3000:]
     assert all(outcome == "success" and value["status"] == "done" and value["trained"]
                for outcome, value in results.values()), results
     distributed = spec.open()
