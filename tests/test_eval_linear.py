@@ -126,7 +126,7 @@ def test_wordnet_depth_relabels_imagenet_folders(tmp_path):
 def test_cli_probe_matches_the_harness_protocol(tmp_path, monkeypatch, capsys):
     """``--epochs E --train-subset N`` on CIFAR is the tables' probe: the same images, classifier and number."""
     from eval.features import CheckpointFeatures
-    from reproduce.evals import cifar_split
+    from eval.data import cifar_split
 
     monkeypatch.setenv("IFND_CACHE", str(tmp_path / "decoded"))
     root = fixtures.make_imagenet_folders(tmp_path / "cifar", wnids=("cat", "dog", "ship"), train_per_class=6,

@@ -114,11 +114,11 @@ def test_run_directories_are_never_overwritten(tmp_path, tiny_cifar):
     second = run(args, tmp_path)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     made = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert len(made) == 2 and all(name.startswith("simclr-simclr-") for name in made)
+    assert len(made) == 2 and all(name.startswith("simclr-instance-") for name in made)
     config = (tmp_path / "runs" / made[0] / "config.json").read_text()
     again = run([*args, "--run-dir", f"runs/{made[0]}", "--mode", "supcon"], tmp_path)
     assert again.returncode == 2 and "Traceback" not in again.stderr
-    assert again.stderr.strip() == (f"error: runs/{made[0]} already holds a run (config.json, metrics.jsonl, "
+    assert again.stderr.strip().splitlines()[-1] == (f"error: runs/{made[0]} already holds a run (config.json, metrics.jsonl, "
                                     "checkpoints/last.pt, final.json): continue it with --resume, or choose a new "
                                     "--run-dir (nothing was overwritten)")
     assert (tmp_path / "runs" / made[0] / "config.json").read_text() == config
