@@ -123,7 +123,7 @@ def test_run_directories_are_never_overwritten(tmp_path, tiny_cifar):
                                     "--run-dir (nothing was overwritten)")
     assert (tmp_path / "runs" / made[0] / "config.json").read_text() == config
     missing = run([*args, "--run-dir", "runs/typo", "--resume"], tmp_path)
-    assert missing.returncode == 2 and missing.stderr.startswith("error: nothing to resume in runs/typo")
+    assert missing.returncode == 2 and missing.stderr.splitlines()[-1].startswith("error: nothing to resume in runs/typo")
     assert not (tmp_path / "runs" / "typo").exists()
 
 
