@@ -173,7 +173,7 @@ PROFILES["rehearsal"] = replace(
     description="rehearsal: synthetic data, numbers meaningless — the paper profile's code paths at toy sizes "
                 "(python -m reproduce make-rehearsal-data)",
     # convnet4 for CIFAR: ResNet-50's CIFAR stem evaluates 32 px images at 16x the cost of the ImageNet side
-    cifar={**_CIFAR_APPENDIX_C, "arch": "convnet4", "cifar_stem": False, "image_size": 16, "epochs": 2,
+    cifar={**_CIFAR_APPENDIX_C, **_PCL_KMEANS, "arch": "convnet4", "cifar_stem": False, "image_size": 16, "epochs": 2,
            "batch_size": 32, "warmup_epochs": 0, "refresh_every": 1, "knn_k": 20, "train_subset": 0},
     imagenet=_REHEARSAL_IMAGENET,
     cifar100_clusters=(10, 30, 100),

@@ -110,7 +110,7 @@ def tasks_of(context, rows: dict[str, set[str]]):
                 chosen += cell.ours.runs
         if name == "table3":
             chosen += [r for r in grid.extra_runs if isinstance(r, EvalRun) and r.train.label.startswith("IFND")]
-    tasks, _ = plan_tasks([Grid("chosen", "", "", extra_runs=chosen)])
+    tasks = plan_tasks([Grid("chosen", "", "", extra_runs=chosen)])
     return grids, tasks
 
 

@@ -134,7 +134,7 @@ def plan(root: Path):
 
     ctx = Context(apply_overrides(get_profile("smoke"), SETS), DataPaths.load(),
                   Store("smoke", root / "results", root / "runs"))
-    tasks, _ = plan_tasks([SPECS["table5"].build(ctx)])
+    tasks = plan_tasks([SPECS["table5"].build(ctx)])
     return tasks, ctx
 
 
@@ -212,7 +212,7 @@ def test_a_job_at_its_time_limit_is_requeued_and_finishes(sweep, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         for name in ("IFND_DATA_ROOT", "IFND_PATHS", "IFND_CACHE"):
             mp.setenv(name, sweep["env"][name])
-        tasks, _ = plan_tasks([SPECS["table5"].build(ctx)])
+        tasks = plan_tasks([SPECS["table5"].build(ctx)])
         task = Task(tasks[0].train)  # training only
         cluster = tmp_path / "cluster.toml"
         cluster.write_text(f'[slurm]\npartition = "{PARTITION}"\ntimeout_min = 1\nsignal_delay_s = 1\n'
