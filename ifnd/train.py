@@ -262,10 +262,11 @@ class Trainer:
             if rank() == 0:
                 print(f"resumed from epoch {self.epoch} of {cfg.epochs} ({self.files.checkpoint})", file=sys.stderr,
                       flush=True)
-        else:
+        elif rank() == 0:
             atomic_write_json(self.files.config, cfg.to_dict())
             self.files.metrics.unlink(missing_ok=True)
         self.checkpointed = self.epoch
+        last = None  # this process's last record: ranks > 0 must not read metrics.jsonl, which rank 0 writes
         while self.epoch < cfg.epochs:
             record = {"epoch": self.epoch + 1, **self.train_epoch()}
             self.epoch += 1
@@ -279,7 +280,9 @@ class Trainer:
             self.checkpointed = self.epoch
             if rank() == 0:
                 print(format_record(record, cfg.epochs, self.run_dir), file=sys.stderr, flush=True)
-        final = {"epochs": cfg.epochs, "knn_top1": read_jsonl(self.files.metrics)[-1]["knn_top1"],
+            last = record
+        last = last or read_jsonl(self.files.metrics)[-1]  # a resumed run that had finished
+        final = {"epochs": cfg.epochs, "knn_top1": last["knn_top1"],
                  "checkpoint": CHECKPOINT, "data": source_identity(cfg.dataset, cfg.data_root)}
         if rank() == 0:
             atomic_write_json(self.files.final, final)

@@ -291,7 +291,7 @@ def header(ctx: Context, grid: Grid, resolved: Resolved) -> list[str]:
     trains = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") != "train"]
     lines = [f"# {grid.title}", "",
-             f"- Profile: **{p.name}**; overrides: {', '.join(p.overrides) if p.overrides else 'none'}",
+             f"- Profile: **{p.name}** ({p.description}); overrides: {', '.join(p.overrides) if p.overrides else 'none'}",
              f"- Pre-training as recorded: {trained_settings(trains)}",
              f"- Runs: {finished} of {len(runs)} finished" + (" (re-run the same command to finish or collect them)"
                                                               if finished < len(runs) else "")]

@@ -32,7 +32,7 @@ from reproduce.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(1500)  # the first test that needs the run waits for all of it (~4 min on 2 cores)
 # CI size: fewer images, one epoch, k below the 64 images
-SMALLER = ["imagenet.epochs=1", "imagenet.train_subset=64", "imagenet.cluster_numbers=[4,8,16]", "nmi_seeds=1"]
+SMALLER = ["imagenet.epochs=2", "imagenet.train_subset=32", "imagenet.cluster_numbers=[4,8,16]", "nmi_seeds=1"]
 
 
 @pytest.fixture(scope="module")
