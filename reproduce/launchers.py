@@ -205,11 +205,20 @@ ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"
                  "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 
 
-def _squeue_state(job_id: str) -> str:
-    """The job's state as ``squeue`` prints it (needs no SLURM accounting); raises once it left the queue."""
-    import subprocess
+def _squeue_state(job_id: str, attempts: int = 4) -> str:
+    """The job's state as ``squeue`` prints it (needs no SLURM accounting); raises once it left the queue.
 
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    A busy controller (``squeue`` failing for another reason than an unknown job) is asked again,
+    so that a job still queued is not taken for one that ended without a result.
+    """
+    import subprocess
+    import time
+
+    for attempt in range(attempts):
+        time.sleep(2 ** attempt - 1)
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+        if out.returncode == 0 or "Invalid job id" in out.stderr:
+            break
     if out.returncode != 0 or not out.stdout.strip():
         raise LookupError(f"job {job_id} is not in the queue: {out.stderr.strip()}")
     return out.stdout.split()[0]
