@@ -6,7 +6,9 @@ p=0.2, no blur. Crop and flip are one affine resampling per image (``grid_sample
 applies brightness, contrast, saturation, hue in that fixed order (torchvision draws a random
 order) and turns hue by a rotation in YIQ space instead of HSV, a standard close approximation
 that keeps the whole step batched. Randomness comes from an explicit generator, so a resumed
-epoch replays the same views.
+epoch replays the same views. Under torch.distributed each process holds a shard of the global
+batch (``rows``): it draws the random numbers of the whole global batch, in the same order as one
+process would, and keeps its rows, so the views do not depend on how the batch is split.
 
 MoCo v2 / SwAV add a Gaussian blur with probability ``blur_p`` (0.5 on ImageNet; off by default,
 so the SimCLR CIFAR recipe above is unchanged): sigma drawn uniformly from ``blur_sigma`` =
@@ -37,8 +39,22 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels at 224 px, scaled with ``size``
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+class _Draws:
+    """Uniform random numbers for rows ``start:start + n`` of a batch of ``total`` images, drawn for all
+    ``total`` rows so that every shard of a batch sees the numbers one process would."""
+
+    def __init__(self, gen: torch.Generator, device, n: int, rows: tuple[int, int] | None = None):
+        self.gen, self.device = gen, device
+        self.start, self.total = rows if rows is not None else (0, n)
+        self.n = n
+        if not 0 <= self.start <= self.total - n:
+            raise ValueError(f"rows {self.start}..{self.start + n} do not lie in a batch of {self.total}")
+
+    def rand(self) -> torch.Tensor:
+        return torch.rand(self.total, generator=self.gen, device=self.device)[self.start:self.start + self.n]
+
+    def uniform(self, low: float, high: float) -> torch.Tensor:
+        return self.rand() * (high - low) + low
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -54,16 +70,16 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return _standardize(_to_unit(images), mean, std)
 
 
-def _crop_flip(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    b, dev = x.shape[0], x.device
-    area = _uniform(b, *cfg.scale, gen, dev)
-    log_ratio = _uniform(b, math.log(cfg.ratio[0]), math.log(cfg.ratio[1]), gen, dev)
+def _crop_flip(x: torch.Tensor, cfg: AugmentConfig, draws: _Draws) -> torch.Tensor:
+    b = x.shape[0]
+    area = draws.uniform(*cfg.scale)
+    log_ratio = draws.uniform(math.log(cfg.ratio[0]), math.log(cfg.ratio[1]))
     aspect = log_ratio.exp()
     w = (area * aspect).sqrt().clamp(max=1.0)
     h = (area / aspect).sqrt().clamp(max=1.0)
-    cx = _uniform(b, -1, 1, gen, dev) * (1 - w)
-    cy = _uniform(b, -1, 1, gen, dev) * (1 - h)
-    flip = torch.where(torch.rand(b, generator=gen, device=dev) < 0.5, -1.0, 1.0)
+    cx = draws.uniform(-1, 1) * (1 - w)
+    cy = draws.uniform(-1, 1) * (1 - h)
+    flip = torch.where(draws.rand() < 0.5, -1.0, 1.0)
     zeros = torch.zeros_like(w)
     theta = torch.stack([torch.stack([w * flip, zeros, cx], 1), torch.stack([zeros, h, cy], 1)], 1)
     grid = F.affine_grid(theta, [b, 3, cfg.size, cfg.size], align_corners=False)
@@ -74,16 +90,16 @@ def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tens
     return (b + factor.view(-1, 1, 1, 1) * (a - b)).clamp_(0, 1)
 
 
-def _color_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    b, dev = x.shape[0], x.device
+def _color_jitter(x: torch.Tensor, cfg: AugmentConfig, draws: _Draws) -> torch.Tensor:
+    dev = x.device
     brightness, contrast, saturation, hue = cfg.jitter
-    apply = (torch.rand(b, generator=gen, device=dev) < cfg.jitter_p).view(-1, 1, 1, 1)
-    y = (x * _uniform(b, 1 - brightness, 1 + brightness, gen, dev).view(-1, 1, 1, 1)).clamp(0, 1)
+    apply = (draws.rand() < cfg.jitter_p).view(-1, 1, 1, 1)
+    y = (x * draws.uniform(1 - brightness, 1 + brightness).view(-1, 1, 1, 1)).clamp(0, 1)
     gray = torch.einsum("bchw,c->bhw", y, _GRAY.to(dev)).unsqueeze(1)
-    y = _blend(y, gray.mean(dim=(2, 3), keepdim=True), _uniform(b, 1 - contrast, 1 + contrast, gen, dev))
+    y = _blend(y, gray.mean(dim=(2, 3), keepdim=True), draws.uniform(1 - contrast, 1 + contrast))
     gray = torch.einsum("bchw,c->bhw", y, _GRAY.to(dev)).unsqueeze(1)
-    y = _blend(y, gray, _uniform(b, 1 - saturation, 1 + saturation, gen, dev))
-    angle = _uniform(b, -hue, hue, gen, dev) * 2 * math.pi
+    y = _blend(y, gray, draws.uniform(1 - saturation, 1 + saturation))
+    angle = draws.uniform(-hue, hue) * 2 * math.pi
     cos, sin = angle.cos(), angle.sin()
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
     rotation = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
@@ -94,18 +110,18 @@ def _color_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     return torch.where(apply, y, x)
 
 
-def _grayscale(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    apply = (torch.rand(x.shape[0], generator=gen, device=x.device) < p).view(-1, 1, 1, 1)
+def _grayscale(x: torch.Tensor, p: float, draws: _Draws) -> torch.Tensor:
+    apply = (draws.rand() < p).view(-1, 1, 1, 1)
     gray = torch.einsum("bchw,c->bhw", x, _GRAY.to(x.device)).unsqueeze(1).expand_as(x)
     return torch.where(apply, gray, x)
 
 
-def _gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+def _gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, draws: _Draws) -> torch.Tensor:
     b, c, h, w = x.shape
     dev = x.device
     scale = cfg.size / 224
-    sigma = _uniform(b, cfg.blur_sigma[0] * scale, cfg.blur_sigma[1] * scale, gen, dev).clamp_min(1e-3)
-    apply = (torch.rand(b, generator=gen, device=dev) < cfg.blur_p).view(-1, 1, 1, 1)
+    sigma = draws.uniform(cfg.blur_sigma[0] * scale, cfg.blur_sigma[1] * scale).clamp_min(1e-3)
+    apply = (draws.rand() < cfg.blur_p).view(-1, 1, 1, 1)
     radius = max(1, min(math.ceil(3 * cfg.blur_sigma[1] * scale), (min(h, w) - 1) // 2))
     offsets = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
@@ -117,10 +133,14 @@ def _gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) ->
 
 
 def augment(images: torch.Tensor, cfg: AugmentConfig, mean: torch.Tensor, std: torch.Tensor,
-            gen: torch.Generator) -> torch.Tensor:
-    """uint8 ``[B, H, W, 3]`` -> one augmented, standardised float view ``[B, 3, size, size]``."""
-    x = _crop_flip(_to_unit(images), cfg, gen)
-    x = _grayscale(_color_jitter(x, cfg, gen), cfg.gray_p, gen)
+            gen: torch.Generator, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> one augmented, standardised float view ``[B, 3, size, size]``.
+
+    ``rows = (start, total)``: the images are rows ``start:start + B`` of a global batch of ``total``.
+    """
+    draws = _Draws(gen, images.device, images.shape[0], rows)
+    x = _crop_flip(_to_unit(images), cfg, draws)
+    x = _grayscale(_color_jitter(x, cfg, draws), cfg.gray_p, draws)
     if cfg.blur_p > 0:  # no random draws otherwise: the SimCLR recipe's stream is unchanged
-        x = _gaussian_blur(x, cfg, gen)
+        x = _gaussian_blur(x, cfg, draws)
     return _standardize(x, mean, std)

@@ -10,7 +10,9 @@ of the training or test split (for clustering features and the kNN monitor).
   per-sample torchvision transforms, MoCo v2's ImageNet augmentation (He et al., 2020; Chen et
   al., 2020d: random resized crop 224 with scale (0.2, 1), colour jitter (0.4, 0.4, 0.4, 0.1)
   p=0.8, grayscale p=0.2, Gaussian blur sigma in [0.1, 2] p=0.5, flip) and resize 256 + centre
-  crop 224 for evaluation.
+  crop 224 for evaluation. The blur's kernel (23 px) and sigma scale with the crop size. Each
+  sample's views are drawn from its own seed (the epoch's and the sample's), so they do not depend
+  on the DataLoader workers or on how the batch is split over processes.
 """
 from __future__ import annotations
 
@@ -78,11 +80,14 @@ class _Folder(Dataset):
 def moco_v2_transform(spec: aug.AugmentConfig, mean, std):
     from torchvision import transforms as T
 
+    scale = spec.size / 224  # MoCo v2's kernel of 23 px and sigma in [0.1, 2] px are for 224-px crops
+    blur = T.GaussianBlur(kernel_size=2 * max(1, round(11 * scale)) + 1,
+                          sigma=(spec.blur_sigma[0] * scale, spec.blur_sigma[1] * scale))
     return T.Compose([
         T.RandomResizedCrop(spec.size, scale=spec.scale),
         T.RandomApply([T.ColorJitter(*spec.jitter)], p=spec.jitter_p),
         T.RandomGrayscale(p=spec.gray_p),
-        T.RandomApply([T.GaussianBlur(kernel_size=23, sigma=(0.1, 2.0))], p=0.5),
+        T.RandomApply([blur], p=0.5),
         T.RandomHorizontalFlip(),
         T.ToTensor(),
         T.Normalize(mean.tolist(), std.tolist()),
@@ -102,6 +107,22 @@ class _Views:
 
     def __call__(self, image):
         return [t(image) for t in self.transforms]
+
+
+class _Seeded(Dataset):
+    """``dataset`` whose item ``i`` is drawn under the torch seed ``(seed, i)`` (torchvision's random
+    transforms use torch's global generator), leaving the caller's generator as it was."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + i) % 2**63)
+            return self.dataset[i]
 
 
 class FolderSource:
@@ -129,18 +150,18 @@ class FolderSource:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _loader(self, dataset, order: list[int], batch: int, seed: int = 0):
+    def _loader(self, dataset, order: list[int], batch: int):
         return DataLoader(torch.utils.data.Subset(dataset, order), batch_size=batch, num_workers=self.workers,
-                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator())  # not the global one
 
     def epoch(self, steps: Iterator[torch.Tensor], views_fn, gen: torch.Generator):
-        """Per-sample transforms stand in for ``views_fn``; workers are seeded from ``gen``."""
+        """Per-sample transforms stand in for ``views_fn``; the epoch's seed comes from ``gen``."""
         steps = list(steps)
         if not steps:
             return
         order = self.kept[torch.cat(steps)].tolist()
         seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device))
-        for (_, views), local in zip(self._loader(self.train_views, order, len(steps[0]), seed), steps):
+        for (_, views), local in zip(self._loader(_Seeded(self.train_views, seed), order, len(steps[0])), steps):
             yield local.to(self.device), [v.to(self.device, non_blocking=True) for v in views]
 
     def eval_batches(self, split: str, rows: slice, batch: int = 256) -> Iterator[torch.Tensor]:

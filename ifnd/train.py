@@ -193,7 +193,8 @@ class Trainer:
     def train_epoch(self) -> dict:
         cfg, epoch = self.cfg, self.epoch
         order_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        aug_gen = torch.Generator(device=self.device).manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + rank())
+        # The same on every process: each draws the global batch's augmentations and keeps its rows.
+        aug_gen = torch.Generator(device=self.device).manual_seed((cfg.seed * 1_000_003 + epoch) * 1009)
         order = torch.randperm(len(self.source), generator=order_gen)
         self.model.set_epoch(epoch)
         total, start = 0.0, time.perf_counter()
@@ -201,7 +202,8 @@ class Trainer:
                    disable=None if cfg.progress and rank() == 0 else True, file=sys.stderr)  # None: a terminal only
         steps = (order[step * cfg.batch_size + rank() * self.local_batch:][:self.local_batch]
                  for step in range(self.steps_per_epoch))
-        views_fn = lambda raw, gen: self.model.views(raw, self.augment, self.source.mean, self.source.std, gen)
+        rows = (rank() * self.local_batch, cfg.batch_size)
+        views_fn = lambda raw, gen: self.model.views(raw, self.augment, self.source.mean, self.source.std, gen, rows)
         for step, (index, views) in zip(bar, self.source.epoch(steps, views_fn, aug_gen)):
             lr = learning_rate(cfg, epoch * self.steps_per_epoch + step, self.steps_per_epoch)
             for group in self.optimizer.param_groups:

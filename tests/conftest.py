@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -46,3 +47,24 @@ def require(problem: str | None) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{problem} (CI=true: this test must run)")
     pytest.skip(problem)
+
+
+def moco_job(data, seed: int = 0):
+    """A MoCo v2 pre-training task on the image folder ``data`` with 2 BatchNorm groups and a
+    global batch of 16: one process, or 2 processes of 8, train the same run."""
+    from ifnd.config import TrainConfig
+    from reproduce.execute import Task
+    from reproduce.runs import TrainRun
+
+    config = TrainConfig(dataset="cifar10", data_root=str(data), arch="convnet4", framework="moco", epochs=2,
+                         batch_size=16, lr=0.1, warmup_epochs=0, queue_size=32, moco_bn_splits=2, seed=seed,
+                         progress=False)
+    return Task(TrainRun(config, frozenset()))
+
+
+def final_weights(store, key: str) -> dict:
+    """A run's last checkpoint (``store``: a StoreSpec) without BatchNorm's running statistics,
+    which each process of a multi-process job keeps for its own groups."""
+    state = torch.load(store.open().train_dir(key) / "checkpoints" / "last.pt", weights_only=False)["model"]
+    return {name: value for name, value in state.items()
+            if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))}

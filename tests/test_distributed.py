@@ -1,7 +1,10 @@
-"""Two CPU processes (gloo) reproduce one process on the same global batch: loss and gradients.
+"""Two CPU processes (gloo) reproduce one process on the same global batch: loss and gradients
+of each framework and detector, then a whole pre-training job's weights.
 
-BatchNorm is put in evaluation mode: without SyncBN (GPU only) its batch statistics are per
-process by design, which is the one intended difference between the two settings.
+In the loss tests BatchNorm is put in evaluation mode: without SyncBN (GPU only) its batch
+statistics are per process by design, which is the one intended difference between the two
+settings. The job test uses MoCo v2, whose BatchNorm groups (``moco_bn_splits``) are the same in
+both settings.
 """
 
 import pytest
@@ -100,3 +103,23 @@ def test_two_processes_match_one(two_process_results, case):
 
 def test_sharded_rows_are_gathered_in_order(two_process_results):
     assert torch.equal(two_process_results["rows"][:, 0], torch.arange(10).float())
+
+
+def test_a_two_process_job_ends_with_the_one_process_weights(tmp_path):
+    """The multi-process path of the ``paper`` profile (:func:`reproduce.launchers.run_job`, gloo):
+    MoCo v2 with 2 BatchNorm groups, a global batch of 16, 2 epochs (a full queue), once in one
+    process and once as 2 processes of 8: the same augmented views (drawn for the global batch),
+    the same shuffled groups and the same weights at the end."""
+    from conftest import final_weights, moco_job, write_image_folder
+    from reproduce.execute import StoreSpec
+    from reproduce.launchers import run_job
+
+    task = moco_job(write_image_folder(tmp_path / "data", per_class=4))
+    stores = {n: StoreSpec("smoke", str(tmp_path / f"results-{n}"), str(tmp_path / f"runs-{n}")) for n in (1, 2)}
+    for processes, store in stores.items():
+        status = run_job(task, store, progress=False, threads=1, processes=processes)
+        assert status["status"] == "done" and status["trained"], status.get("error")
+    one, two = (final_weights(stores[n], task.key) for n in (1, 2))
+    assert one.keys() == two.keys() and any(".weight" in name for name in one)
+    for name in one:
+        assert torch.allclose(one[name].float(), two[name].float(), atol=1e-5, rtol=1e-4), name

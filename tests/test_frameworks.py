@@ -255,6 +255,44 @@ def test_blur_off_keeps_the_simclr_views_and_blur_smooths():
                                       torch.Generator()), atol=1e-5)
 
 
+
+@pytest.mark.parametrize("blur_p", [0.0, 0.5])
+def test_each_shard_of_a_batch_gets_the_whole_batch_views(blur_p):
+    """A process holding rows 4:8 of a global batch of 12 sees exactly those rows of the views one
+    process makes of the whole batch (what lets a 2-process job reproduce a 1-process one)."""
+    raw = torch.randint(0, 256, (12, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cfg = aug.AugmentConfig(blur_p=blur_p)
+    whole = aug.augment(raw, cfg, MEAN, STD, torch.Generator().manual_seed(5))
+    shard = aug.augment(raw[4:8], cfg, MEAN, STD, torch.Generator().manual_seed(5), rows=(4, 12))
+    assert torch.allclose(shard, whole[4:8], atol=1e-6)
+    assert not torch.allclose(aug.augment(raw[4:8], cfg, MEAN, STD, torch.Generator().manual_seed(5)), whole[4:8])
+    with pytest.raises(ValueError, match="do not lie in a batch of 12"):
+        aug.augment(raw[4:8], cfg, MEAN, STD, torch.Generator(), rows=(10, 12))
+
+
+def test_folder_views_depend_on_the_epoch_seed_and_the_sample_only(tmp_path):
+    """FolderSource (ImageNet layout): a sample's views are the same whether its batch is split in
+    two or not (how processes split a global batch), and differ between epochs' seeds."""
+    from conftest import write_image_folder
+    from ifnd.sources import FolderSource
+
+    root = write_image_folder(tmp_path / "folder", classes=["a", "b"], per_class=4, splits=("train", "val"))
+    source = FolderSource(root, [aug.AugmentConfig(size=16)] * 2, eval_size=16, device=torch.device("cpu"),
+                          workers=0)
+
+    def views(steps, seed):
+        out = {}
+        for index, (v1, v2) in source.epoch(iter(steps), None, torch.Generator().manual_seed(seed)):
+            out.update({int(i): (a, b) for i, a, b in zip(index, v1, v2)})
+        return out
+
+    order = torch.tensor([5, 2, 7, 0, 3, 6, 1, 4])
+    whole, halves = views([order], 1), views(list(order.split(4)), 1)
+    assert all(torch.equal(whole[i][0], halves[i][0]) and torch.equal(whole[i][1], halves[i][1]) for i in whole)
+    other = views([order], 2)
+    assert not all(torch.equal(whole[i][0], other[i][0]) for i in whole)
+
+
 # -- two processes ---------------------------------------------------------------------------------
 def _ddp_worker(rank: int, world: int, init_file: str, out: str):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)

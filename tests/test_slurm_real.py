@@ -6,7 +6,7 @@ preempted with the signal SLURM sends before preempting (``scancel --signal=USR2
 finds a corrupted checkpoint and fails. Then a re-run reports that failure with its log and
 submits it again (the checkpoint removed), and a last re-run collects all 26 runs and renders.
 A separate job hits its 1-minute time limit and is requeued until it finishes, and a 2-task job
-trains one run with torch.distributed (gloo). In CI (``CI=true``) a missing cluster fails these
+trains one run with torch.distributed (gloo) to the weights of the 1-process run. In CI (``CI=true``) a missing cluster fails these
 tests; elsewhere they are skipped with the reason.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import require, write_image_folder
 from ifnd.io import read_jsonl
@@ -247,23 +248,27 @@ def test_a_job_at_its_time_limit_is_requeued_and_finishes(sweep, tmp_path):
 
 
 @pytest.mark.slurm
-def test_a_two_task_job_trains_one_run_with_torch_distributed(sweep, tmp_path):
+def test_a_two_task_job_ends_with_the_one_process_weights(sweep, tmp_path):
     """The ``paper`` profile's multi-process path (``tasks_per_node`` > 1): SLURM starts two tasks,
     :class:`reproduce.launchers.SlurmTask` exports submitit's torch.distributed environment, both
-    join one gloo group and train the run with half the global batch each; rank 0 alone writes it."""
-    from reproduce.execute import StoreSpec, Task
-    from reproduce.launchers import SlurmLauncher
+    join one gloo group and train the run with half the global batch each; rank 0 alone writes it.
+    The run (MoCo v2 with 2 BatchNorm groups, :func:`conftest.moco_job`) ends with the weights the
+    same run trained in one process has."""
+    from conftest import final_weights, moco_job
+    from reproduce.execute import StoreSpec
+    from reproduce.launchers import SlurmLauncher, run_job
 
-    task = Task(sweep["tasks"][0].train)
-    store = sweep["ctx"].store
-    spec = StoreSpec("smoke", str(tmp_path / "results"), str(tmp_path / "runs"))
+    task = moco_job(sweep["root"] / "tiny-cifar")
+    stores = {n: StoreSpec("smoke", str(tmp_path / f"results-{n}"), str(tmp_path / f"runs-{n}")) for n in (1, 2)}
     cluster = tmp_path / "cluster.toml"
     cluster.write_text(f'[slurm]\npartition = "{PARTITION}"\ntimeout_min = 60\ngpus_per_node = 0\n'
                        "cpus_per_task = 1\ntasks_per_node = 2\n")
     with pytest.MonkeyPatch.context() as mp:
         for name in ("IFND_DATA_ROOT", "IFND_PATHS", "IFND_CACHE"):
             mp.setenv(name, sweep["env"][name])
-        [status] = SlurmLauncher("smoke", str(cluster), folder=tmp_path / "jobs").launch([task], spec, "ifnd-ddp")
+        [status] = SlurmLauncher("smoke", str(cluster), folder=tmp_path / "jobs").launch([task], stores[2], "ifnd-ddp")
+        single = run_job(task, stores[1], progress=False, threads=1)
+    assert single["status"] == "done", single.get("error")
     job = status["job_id"]
     wait_until(lambda: not in_queue(job), f"job {job} to finish", every=1)
     results = {}
@@ -272,12 +277,14 @@ def test_a_two_task_job_trains_one_run_with_torch_distributed(sweep, tmp_path):
             results[rank] = pickle.load(fh)
     assert all(outcome == "success" and value["status"] == "done" and value["trained"]
                for outcome, value in results.values()), results
-    distributed = spec.open()
+    distributed = stores[2].open()
     assert distributed.has(task.key)
-    run_dir = distributed.train_dir(task.key)
-    assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(1, EPOCHS + 1))
-    # Same run, same global batch of 32 as the sweep's 1-process element 0 (the record's config).
-    assert distributed.get(task.key)["config"] == store.get(task.key)["config"]
+    assert [r["epoch"] for r in read_jsonl(distributed.train_dir(task.key) / "metrics.jsonl")] == [1, 2]
+    assert distributed.get(task.key)["config"] == stores[1].open().get(task.key)["config"]
+    one, two = final_weights(stores[1], task.key), final_weights(stores[2], task.key)
+    assert one.keys() == two.keys()
+    for name in one:
+        assert torch.allclose(one[name].float(), two[name].float(), atol=1e-5, rtol=1e-4), name
 
 
 def test_failures_of_finished_jobs_are_read_from_their_results(tmp_path):

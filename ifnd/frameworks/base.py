@@ -75,9 +75,11 @@ class Framework(nn.Module):
         """The recipe of each view; two of the same by default (with the framework's blur)."""
         return [dataclasses.replace(cfg, blur_p=self.blur_p)] * self.num_views
 
-    def views(self, raw: torch.Tensor, cfg: aug.AugmentConfig, mean, std, gen: torch.Generator) -> list[torch.Tensor]:
-        """Augmented views of a uint8 batch, one per ``view_specs`` entry, batched on its device."""
-        return [aug.augment(raw, spec, mean, std, gen) for spec in self.view_specs(cfg)]
+    def views(self, raw: torch.Tensor, cfg: aug.AugmentConfig, mean, std, gen: torch.Generator,
+              rows: tuple[int, int] | None = None) -> list[torch.Tensor]:
+        """Augmented views of a uint8 batch, one per ``view_specs`` entry, batched on its device
+        (``rows``: this process's shard of the global batch, see :func:`ifnd.augment.augment`)."""
+        return [aug.augment(raw, spec, mean, std, gen, rows) for spec in self.view_specs(cfg)]
 
     def contrastive_batch(self, views: list[torch.Tensor], index: torch.Tensor, temperature: float) -> ContrastiveBatch:
         raise NotImplementedError
