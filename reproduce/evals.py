@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from eval.clustering import cifar_nmi
 from eval.features import CheckpointFeatures
 from eval.probe import cifar_probe
 from eval.tsne import checkpoint_tsne
+from ifnd.processes import run_tied
 from ifnd.rundir import RunDir
 
 from reproduce.runs import EvalRun
@@ -82,7 +82,7 @@ def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:
     command = [sys.executable, "-m", run.params["module"], "--checkpoint", str(checkpoint_of(run, store)), *machine,
                "--out", str(out), *[str(a).format(**where) for a in run.params.get("args", [])]]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the run's thread budget (--threads)
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env)
+    done = run_tied(command, cwd=Path(__file__).resolve().parent.parent, env=env)  # ends if this worker is killed
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with status {done.returncode}")
     return json.loads(out.read_text()).get("metrics", {})

@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ifnd.io import atomic_write_json
+from ifnd.processes import die_with_parent
 
 from reproduce.execute import StoreSpec, Task, execute_task
 from reproduce.paths import PROJECT_ROOT, TomlError, load_toml
@@ -101,7 +102,7 @@ def run_job(task: Task, store: StoreSpec, progress: bool = True, threads: int = 
 
 def _rank_main(rank: int, world: int, port: int, task: Task, store: StoreSpec, progress: bool, threads: int,
                out: str) -> None:
-    _die_with_parent()
+    die_with_parent()  # a killed sweep leaves no orphan training on; its runs resume
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     status = execute_task(task, store, progress=progress, threads=threads, lock=rank == 0)
@@ -145,7 +146,7 @@ class LocalLauncher:
         threads = self.threads or max(1, (os.cpu_count() or 1) // (self.jobs * self.processes))
         results = []
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
-                                 initializer=_die_with_parent) as pool:
+                                 initializer=die_with_parent) as pool:
             futures = {pool.submit(run_job, task, store, False, threads, self.processes): task for task in tasks}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
                                unit="run", file=sys.stderr, disable=None):  # a bar on a terminal only
@@ -161,16 +162,6 @@ class LocalLauncher:
                 _say(describe(status))
                 results.append(status)
         return results
-
-
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGTERM when the sweep that spawned it dies (a killed sweep leaves no
-    orphan training on); the runs it had started resume on the next sweep."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # -- SLURM -------------------------------------------------------------------------------------------

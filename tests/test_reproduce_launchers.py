@@ -226,9 +226,17 @@ def test_a_multi_process_job_whose_run_another_sweep_holds_ends_on_every_rank(se
     assert statuses == [{"status": "busy", "trained": False}] * 2
 
 
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
-    """A killed sweep leaves no orphan training on: its workers get SIGTERM (reproduce.launchers._die_with_parent)."""
+    """A killed sweep leaves no orphan training on: its workers get SIGTERM (ifnd.processes.die_with_parent)."""
     import signal
     import subprocess
     import sys
@@ -238,19 +246,12 @@ def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
         "import os, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from multiprocessing import get_context\n"
-        "from reproduce.launchers import _die_with_parent\n"
-        "pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=_die_with_parent)\n"
+        "from ifnd.processes import die_with_parent\n"
+        "pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=die_with_parent)\n"
         "print(pool.submit(os.getpid).result(), flush=True)\n"
         "pool.submit(time.sleep, 120)\n"
         "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     worker = int(sweep.stdout.readline())
-
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
-        except FileNotFoundError:
-            return False
 
     try:
         assert alive(worker)
@@ -264,3 +265,32 @@ def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
         sweep.kill()
         if alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_an_evaluation_subprocess_dies_with_the_worker_that_started_it():
+    """An evaluation command (``python -m eval.<protocol>``, detectron2's training) run through
+    ``ifnd.processes.run_tied`` ends when the worker running it is killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    worker = subprocess.Popen([sys.executable, "-c", (
+        "import sys\n"
+        "from ifnd.processes import run_tied\n"
+        "run_tied([sys.executable, '-c', 'import os, time; print(os.getpid(), flush=True); time.sleep(120)'])\n")],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    evaluation = int(worker.stdout.readline())
+    try:
+        assert alive(evaluation)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 20
+        while alive(evaluation) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(evaluation), "the evaluation outlived the killed worker"
+    finally:
+        worker.kill()
+        if alive(evaluation):
+            os.kill(evaluation, signal.SIGKILL)

@@ -34,6 +34,7 @@ from eval.detection.config import NORMS, write_config
 from eval.detection.convert import write_detectron2_weights
 from eval.options import HelpFormatter, add_out_arg
 from eval.results import result_record, write_result
+from ifnd.processes import run_tied
 
 DETECTRON2_INSTALL = (
     "detectron2 is not installed (it is not on PyPI). On a machine with CUDA and the project's torch, run\n"
@@ -129,7 +130,7 @@ def main_detection(args: argparse.Namespace) -> dict | None:
         if not args.prepare_only:
             require_detectron2(command)
             env = dict(os.environ, **({"DETECTRON2_DATASETS": args.datasets_root} if args.datasets_root else {}))
-            subprocess.run(command, check=True, env=env)
+            run_tied(command, check=True, env=env)
     metrics = {} if args.prepare_only else read_detectron2_metrics(output_dir)
     settings = {"config": str(config), "weights": str(weights), "num_gpus": args.num_gpus, "norm": args.norm,
                 "command": shlex.join(command), "prepared_only": args.prepare_only}
