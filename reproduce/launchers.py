@@ -148,20 +148,28 @@ class LocalLauncher:
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
                                  initializer=die_with_parent) as pool:
             futures = {pool.submit(run_job, task, store, False, threads, self.processes): task for task in tasks}
-            for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
-                               unit="run", file=sys.stderr, disable=None):  # a bar on a terminal only
-                try:
-                    status = future.result()
-                except StoreWriteError:  # the store cannot take records: stop the sweep
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-                except Exception as err:  # a worker that died (e.g. killed by the OOM killer)
-                    task = futures[future]
-                    status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
-                              "evaluated": [], "error": f"worker died: {type(err).__name__}: {err}", "seconds": 0.0}
-                _say(describe(status))
-                results.append(status)
+            try:
+                self._collect(pool, futures, results)
+            except KeyboardInterrupt:  # the sweep alone was interrupted (kill -INT): its workers stop now, not
+                for process in list((getattr(pool, "_processes", None) or {}).values()):  # after their runs
+                    process.terminate()
+                raise
         return results
+
+    def _collect(self, pool: ProcessPoolExecutor, futures: dict, results: list[dict]) -> None:
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"runs ({self.jobs} processes)",
+                           unit="run", file=sys.stderr, disable=None):  # a bar on a terminal only
+            try:
+                status = future.result()
+            except StoreWriteError:  # the store cannot take records: stop the sweep
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            except Exception as err:  # a worker that died (e.g. killed by the OOM killer)
+                task = futures[future]
+                status = {"key": task.key, "label": task.train.label, "status": "failed", "trained": False,
+                          "evaluated": [], "error": f"worker died: {type(err).__name__}: {err}", "seconds": 0.0}
+            _say(describe(status))
+            results.append(status)
 
 
 # -- SLURM -------------------------------------------------------------------------------------------

@@ -339,3 +339,37 @@ def test_a_table_mixing_copies_of_the_data_is_flagged(tmp_path):
     assert result.returncode == 0, result.stderr
     warning = next(line for line in result.stderr.splitlines() if line.startswith("warning: table5 mixes"))
     assert "cifar10 sha256 aaaaaaaaaaaa: " in warning and "cifar10 sha256 bbbbbbbbbbbb: " in warning
+
+
+def test_a_sweep_interrupted_alone_stops_its_workers_and_says_how_to_resume(tmp_path, tiny_cifar):
+    """``kill -INT`` on the sweep (not its process group, as Ctrl-C on a terminal does): the local
+    launcher's workers stop at once instead of finishing their runs first."""
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "reproduce", "table5", "--profile", "smoke", "--launcher",
+                                "local", "--jobs", "1", "--threads", "1", "--no-progress", "--results-dir", "results",
+                                "--runs-dir", "runs", *[a for s in ("epochs=200", "train_subset=0", "batch_size=32", "probe_train_subset=0",
+                                                   "eval_test_subset=0", "knn_k=10") for a in ("--set", s)]],
+                               cwd=tmp_path, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "IFND_DATA_ROOT": str(tiny_cifar)})
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs" / "smoke").glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a worker is training (its first epoch is written)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"], capture_output=True,
+                             text=True).stdout.split()
+    process.send_signal(signal.SIGINT)
+    try:
+        _, rest = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the sweep waited for its workers' runs")
+    assert process.returncode == 130, rest
+    assert "interrupted: finished runs are kept; the same command resumes the rest" in rest and "Traceback" not in rest
+    def running(pid: str) -> bool:
+        status = Path(f"/proc/{pid}/status")
+        return status.exists() and "zombie" not in status.read_text()
+
+    deadline = time.monotonic() + 10
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers and not any(map(running, workers))
