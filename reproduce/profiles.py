@@ -111,16 +111,11 @@ class Profile:
         return tuple(sorted({min(epochs, max(1, round(f * epochs))) for f in self.snapshot_fractions}))
 
     def summary(self) -> str:
-        """One line: the CIFAR runs' settings, and the ImageNet runs' where the profile trains them."""
-        def side(c: dict) -> str:
-            subset = f"{c['train_subset']}-image subset" if c.get("train_subset") else "full training split"
-            return f"{c['arch']}, {subset}, {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']}"
-
-        imagenet = f"; ImageNet: {side(self.imagenet)}, {self.imagenet.get('image_size')} px" if self.imagenet_runs else ""
-        if self.processes_per_job > 1:
-            imagenet += f", {self.processes_per_job} processes per job (inline, local)"
-        return (f"{side(self.cifar)}, seeds {self.seeds}, probe: {self.probe_protocol}"
-                + (f" ({self.probe.get('epochs')} epochs)" if self.probe_protocol == "linear" else "") + imagenet)
+        c = self.cifar
+        subset = f"{c['train_subset']}-image subset" if c.get("train_subset") else "full training split"
+        return (f"{c['arch']}, {subset}, {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']}, "
+                f"seeds {self.seeds}, probe: {self.probe_protocol}"
+                + (f" ({self.probe.get('epochs')} epochs)" if self.probe_protocol == "linear" else ""))
 
 
 _CIFAR_GPU = Profile(
