@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CPU_BENCHMARKS = ("loss_kernel", "train_step", "throughput", "detection_cost")
-TAKES_DATA = ("train_step", "throughput", "detection_cost")
+CPU_BENCHMARKS = ("loss_kernel", "train_step", "throughput", "detection_cost", "precision")
+TAKES_DATA = ("train_step", "throughput", "detection_cost", "precision")
 
 
 def main(argv=None) -> int:

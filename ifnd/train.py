@@ -107,6 +107,17 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
 
 
+def slow_precision_warning(dtype: torch.dtype | None, device: torch.device) -> str | None:
+    """Why bf16 on this CPU will be slow, or None. Without oneDNN's bf16 kernels (AVX-512) PyTorch
+    runs bf16 convolutions on a generic GEMM: measured 12-20x slower than fp32 for convnet4 on an
+    AVX2 CPU (docs/performance.md)."""
+    if dtype is not torch.bfloat16 or device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return (f"warning: amp=bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}: no oneDNN bf16 kernels) "
+            "trains about 10x slower than fp32 (python -m benchmarks.precision measures it); amp off is faster here "
+            "(--amp off; --set amp=off in the harness) but is a different run, not the committed bf16 results")
+
+
 class Trainer:
     """One pre-training run of a framework with a false-negative detector."""
 
@@ -124,6 +135,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg)
         self.amp = autocast_dtype(cfg, self.device)
+        if rank() == 0 and (warning := slow_precision_warning(self.amp, self.device)):
+            print(warning, file=sys.stderr, flush=True)
         if cfg.loss_kernel == "fused" and not fused_loss.available(self.device):
             raise ConfigError(f"loss_kernel='fused' runs Triton kernels on a CUDA device, not on {self.device}"
                               f"{'' if fused_loss.triton else ' (and triton is not installed)'}: use --loss-kernel pairs")

@@ -266,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {profile.name}: {settings_summary(profile, [t.train for t in tasks])}"
           + (f"; overrides {', '.join(profile.overrides)}" if profile.overrides else ""), file=sys.stderr)
     launching = bool(todo) and not args.collect_only
+    if launching and not slurm and any(t.train.config.amp == "bf16" for t in todo):
+        import torch
+        from ifnd.train import slow_precision_warning
+
+        if warning := slow_precision_warning(torch.bfloat16, torch.device("cpu" if not torch.cuda.is_available()
+                                                                           else "cuda")):
+            print(warning + f"; the time estimates below assume {rate[0]:.0f} images/s", file=sys.stderr)
     current = this_copy(todo, paths) if launching else {}
     for name, grid in grids.items():
         grid_runs = grid.runs()

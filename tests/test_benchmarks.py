@@ -13,7 +13,7 @@ import torch
 # benchmarks/ is run from the checkout (``python -m benchmarks.run_all``), not installed: make it
 # importable when pytest is started without the repository root on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import common, detection_cost, gpu, loss_kernel, run_all, throughput, train_step  # noqa: E402
+from benchmarks import common, detection_cost, gpu, loss_kernel, precision, run_all, throughput, train_step  # noqa: E402,E501
 
 
 def figures(tmp_path, name):
@@ -38,6 +38,12 @@ def test_train_step_quick(tiny_cifar, tmp_path):
 def test_throughput_quick(tiny_cifar, tmp_path):
     assert throughput.main(["--quick", "--data-root", str(tiny_cifar), "--json", str(tmp_path / "t.json")]) == 0
     assert figures(tmp_path, "t")["throughput_ratio_trainer_over_hand"] > 0
+
+
+def test_precision_quick(tiny_cifar, tmp_path):
+    assert precision.main(["--quick", "--data-root", str(tiny_cifar), "--json", str(tmp_path / "p.json")]) == 0
+    out = figures(tmp_path, "p")
+    assert set(out["ratio_vs_fp32"]) == {"off", "bf16"} and isinstance(out["onednn_bf16"], bool)
 
 
 def test_detection_cost_quick(tiny_cifar, tmp_path, capsys):
