@@ -199,7 +199,7 @@ def oracle_budget(ctx: Context, skipped: list, name: str) -> str:
     """Why the oracle row is not run at coarser columns of this profile."""
     p = ctx.profile
     budget = f" of {p.minutes_per_table:.0f} minutes per table" if p.minutes_per_table else ""
-    return (f"not run at profile {p.name}: the oracle at the coarser levels needs {len(skipped) * p.seeds_for(name)} "
+    return (f"at profile {p.name}, the oracle at the coarser levels would take {len(skipped) * p.seeds_for(name)} "
             f"more runs, beyond the profile's budget{budget}; --set table5_oracle_levels=all runs them")
 
 
