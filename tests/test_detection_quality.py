@@ -172,6 +172,9 @@ def test_shared_runs_keep_their_keys_at_mini(tmp_path, tiny_cifar):
     coarse = table5.cells[("oracle_elimination", "c10-d4")].ours  # mini: the oracle at 10 classes only
     assert isinstance(coarse, NotRun) and "table5_oracle_levels=all" in coarse.reason
     assert isinstance(train_run(ctx, rate_key(0.0), 0), TrainRun)
+    dq = SPECS["detection_quality"].build(ctx)  # label detectors' rates: their own log, no checkpoint needed
+    assert [r.key for r in dq.cells[("ifnd", "mtpr")].ours.runs] == [train_run(ctx, "ifnd", s).key for s in range(3)]
+    assert {r.kind for r in dq.cells[("glofnd", "mtnr")].ours.runs} == {"fn_rates"}
     glofnd = train_run(ctx, "glofnd", 0).config
     assert glofnd.glofnd_start_epoch == 2 and glofnd.epochs == 7  # 70 of 200 epochs -> 2 of 7
     every = apply_overrides(get_profile("mini"), ["table5_oracle_levels=all"])
@@ -199,7 +202,7 @@ def test_seeds_floor_and_budget_at_mini(tmp_path, tiny_cifar):
 
 # -- claims and rendering --------------------------------------------------------------------------------
 def _put(store: Store, run, values: dict) -> None:
-    store.put(run.key, {"kind": run.kind, "label": run.label, "result": values})
+    store.put(run.key, {"kind": getattr(run, "kind", "train"), "label": run.label, "result": values})
 
 
 def _records(ctx, gain_of, mtpr_of) -> None:
@@ -209,11 +212,15 @@ def _records(ctx, gain_of, mtpr_of) -> None:
         if not isinstance(cell.ours, Source):
             continue
         for run in cell.ours.runs:
-            seed = run.train.config.seed
+            seed = (run.train if isinstance(run, EvalRun) else run).config.seed
             if col == "top1":
                 _put(ctx.store, run, {"top1": 50.0 + (0.0 if row == "simclr" else gain_of(row, seed))})
-            elif col == "mtpr":
-                _put(ctx.store, run, {"mtpr": mtpr_of(row, seed), "mtnr": 100.0 - mtpr_of(row, seed) / 10})
+            elif col == "mtpr":  # a label detector's own log (train record), or GloFND's evaluation
+                rates = {"mtpr": mtpr_of(row, seed), "mtnr": 100.0 - mtpr_of(row, seed) / 10}
+                if isinstance(run, TrainRun):
+                    k = run.config.cluster_numbers[0]
+                    rates = {"metrics": [{"epoch": 1, **{f"{name}_k{k}": v for name, v in rates.items()}}]}
+                _put(ctx.store, run, rates)
 
 
 class _Verdicts:

@@ -10,10 +10,11 @@ Rows, all SimCLR-based on CIFAR-10 at every profile:
   classes: random labels;
 * IFND, GloFND and PCL with their own detection, and SimCLR, the baseline of every gain.
 
-Columns: MTPR and MTNR of each run's detection at its final checkpoint over its training samples
-(:mod:`eval.false_negatives`: label detectors at their first level, IFND's k = 10 as in Table 6 and
-PCL's first cluster number; GloFND's thresholds on the training samples' projections), Top-1 (the
-linear probe of Table 5) and the gain, Top-1 minus SimCLR's, paired by seed.
+Columns: MTPR and MTNR of each run's final detection over its training samples (label detectors:
+the trainer's numbers at their last refresh, first level: IFND's k = 10 as in Table 6, PCL's first
+cluster number; GloFND: its thresholds on the training samples' projections, measured on the final
+checkpoint by :mod:`eval.false_negatives`), Top-1 (the linear probe of Table 5) and the gain, Top-1
+minus SimCLR's, paired by seed.
 
 Runs shared with the paper's tables train once: SimCLR and IFND are Table 5's CIFAR-10 runs, PCL
 is Table 4's stand-in run. Seeds: the profile's, at least ``Profile.min_seeds`` (3 at ``mini``,
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import math
 
+from ifnd.falseneg import DETECTORS
+
 from reproduce import plots, stats
-from reproduce.runs import NotRun
-from reproduce.specs.base import (Claim, Const, Context, Derived, Grid, Spec, fn_rates, method, pretrain, probe,
-                                  probe_note, result, seeds, source)
+from reproduce.runs import NotRun, TrainRun
+from reproduce.specs.base import (Claim, Const, Context, Derived, Grid, Spec, fn_rates, last_metric, method, pretrain,
+                                  probe, probe_note, result, seeds, source)
 from reproduce.specs.table4 import standin_run
 
 NAME = "detection_quality"
@@ -69,6 +72,21 @@ def train_run(ctx: Context, key: str, seed: int):
     rate = next(r for r in RATES if rate_key(r) == key)
     return pretrain(ctx, {"detector": "scheduled_labels", "objective": "elimination", "label_corruption": rate},
                     seed, DATA, label=f"{rate_title(rate)} seed {seed}")
+
+
+def rate_cells(ctx: Context, trains: list) -> dict:
+    """A row's MTPR and MTNR cells: a label detector that refreshes logs them at each refresh (its labels at the
+    first level; the last refresh's are the final ones: no checkpoint needed, so shared runs are not trained
+    again); any other detector (GloFND) is measured on its final checkpoint (``fn_rates``)."""
+    first = next((t for t in trains if isinstance(t, TrainRun)), None)
+    if first is None:
+        return {"mtpr": source(trains), "mtnr": source(trains)}  # the runs' reason (NotRun)
+    detector = DETECTORS[first.config.detector]
+    if detector.label_based and detector.refreshes:
+        k = first.config.cluster_numbers[0]  # the trainer names the first level after it
+        return {col: source(trains, last_metric(f"{col}_k{k}")) for col in ("mtpr", "mtnr")}
+    evals = [fn_rates(ctx, t) for t in trains]
+    return {col: source(evals, result(col)) for col in ("mtpr", "mtnr")}
 
 
 def gain_trends(resolved) -> list[tuple[str, stats.Comparison, float | None, str]]:
@@ -125,9 +143,8 @@ class DetectionQuality(Spec):
                 grid.set(key, "mtpr", Const(0.0, note))
                 grid.set(key, "mtnr", Const(100.0, note))
             else:
-                rates = [fn_rates(ctx, t) for t in trains]
-                grid.set(key, "mtpr", source(rates, result("mtpr")))
-                grid.set(key, "mtnr", source(rates, result("mtnr")))
+                for col, cell in rate_cells(ctx, trains).items():
+                    grid.set(key, col, cell)
                 grid.set(key, "gain", Derived((key, "top1"), ("simclr", "top1")), fmt="{:.2f}")
             grid.set(key, "top1", source([probe(ctx, t, DATA, label=f"{title} probe") for t in trains]))
         perfect, random_ = rate_key(RATES[0]), rate_key(RATES[-1])
@@ -149,11 +166,11 @@ class DetectionQuality(Spec):
             "fraction of training samples carry a wrong class drawn uniformly (seeded by the run's seed); the "
             "accepted fraction follows IFND's schedule in a random order fixed per run (--detector "
             "scheduled_labels). On 10 classes, 90 % corrupted makes every label independent of the class.",
-            "MTPR / MTNR: each run's detection at its final checkpoint over its training samples, against "
-            "CIFAR-10's classes (eval.false_negatives): label detectors at their first level (IFND's k = 10, "
-            "Table 6's number; PCL's first cluster number; the corrupted labels as last accepted), GloFND's "
-            "per-sample thresholds on the projections of the training images. PCL removes no negative (its "
-            "pseudo labels feed its prototype term).",
+            "MTPR / MTNR: each run's final detection over its training samples, against CIFAR-10's classes: "
+            "label detectors as the trainer logs them at their last refresh, first level (IFND's k = 10, Table "
+            "6's number; PCL's first cluster number; the corrupted labels as last accepted); GloFND's per-sample "
+            "thresholds on the projections of the training images at its final checkpoint (eval.false_negatives). "
+            "PCL removes no negative (its pseudo labels feed its prototype term).",
             "Shared runs: SimCLR and IFND are Table 5's CIFAR-10 runs, PCL Table 4's stand-in run (same keys); "
             f"GloFND starts removing at {GLOFND_START:.0%} of training (its authors' 70 of 200 epochs) unless the "
             "profile sets glofnd_start_epoch.",
