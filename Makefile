@@ -8,7 +8,7 @@ LAUNCHER ?= inline
 ARGS ?=
 TABLES := table1 table2 table3 table4 table5 table6 table7 table8
 
-.PHONY: setup test wordnet $(TABLES) ablation-pcl figures all benchmarks clean
+.PHONY: setup test wordnet $(TABLES) ablation-pcl detection-quality figures all benchmarks clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ $(TABLES) figures all: setup
 
 ablation-pcl: setup
 	$(PY) -m reproduce table7 --profile $(PROFILE) --launcher $(LAUNCHER) $(ARGS)
+
+detection-quality: setup
+	$(PY) -m reproduce detection-quality --profile $(PROFILE) --launcher $(LAUNCHER) $(ARGS)
 
 benchmarks: setup
 	$(PY) -m benchmarks.run_all

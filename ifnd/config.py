@@ -43,6 +43,8 @@ MODES: dict[str, dict] = {
     "pcl": {"detector": "pcl", "objective": "instance", "acceptance_scheme": "step", "acceptance_initial": 0.0,
             "acceptance_final": 1.0, "acceptance_step_at": 0.1, "confidence": "pcl", **PCL_CLUSTERING},
     "glofnd": {"detector": "glofnd", "objective": "elimination"},      # GloFND (Balmaseda et al., 2025)
+    # beyond the paper: Eq. 3 with the true labels, the ceiling of every elimination detector
+    "oracle_elimination": {"detector": "true_labels", "objective": "elimination"},
 }
 MODE_ALIASES = {"simclr": "instance"}
 
@@ -94,6 +96,7 @@ class TrainConfig:
     cluster_features: str = "extract"
     kmeans_backend: str = "auto"
     loss_kernel: str = "pairs"
+    label_corruption: float = 0.0       # true-label detectors: this fraction of the samples gets a wrong class
     # MoCo v2
     moco_momentum: float = 0.999
     queue_size: int = 65536
@@ -174,6 +177,9 @@ class TrainConfig:
         if not 0.0 <= self.lr_final <= self.lr:
             raise ConfigError(f"lr_final={self.lr_final} must be in [0, lr={self.lr}]: the cosine schedule decays "
                               "from lr to lr_final (SwAV: 0.6 -> 0.0006)")
+        if not 0.0 <= self.label_corruption <= 1.0:
+            raise ConfigError(f"label_corruption={self.label_corruption} is outside [0, 1]: it is the fraction of "
+                              "training samples whose label is replaced")
         if self.blur_p is not None and not 0.0 <= self.blur_p <= 1.0:
             raise ConfigError(f"blur_p={self.blur_p} is outside [0, 1]: it is a probability (MoCo v2 / SwAV: 0.5)")
         self._validate_method()
@@ -209,6 +215,11 @@ class TrainConfig:
                 f"has epochs={self.epochs}: it would never detect a false negative and train the instance loss "
                 f"(--mode instance); use refresh_every < epochs (App. C: 20 of 1000 epochs), e.g. --refresh-every "
                 f"{max(1, round(self.epochs * 0.02))}")
+        if self.label_corruption and "label_corruption" not in detector.fields:
+            able = [n for n, d in DETECTORS.items() if "label_corruption" in d.fields]
+            raise ConfigError(f"label_corruption={self.label_corruption} corrupts the true labels, and detector "
+                              f"{detector.name!r} reads none: use --detector {' / '.join(able)}, or "
+                              "label_corruption=0")
         for spec in (detector, framework):
             problem = spec.check(self)
             if problem:
@@ -433,6 +444,8 @@ HELP = {
                         "from its latest step)",
     "kmeans_backend": "k-means implementation (auto: faiss if installed)",
     "loss_kernel": "pairs (any device) or fused (two Triton passes, CUDA, label-based detectors)",
+    "label_corruption": "fraction of the training samples whose true label is replaced by another class, drawn "
+                        "with the run's seed (true-label detectors)",
     "moco_momentum": "key encoder momentum m",
     "queue_size": "keys in the queue; a multiple of --batch-size",
     "moco_bn_splits": "shuffled-BN groups of the global batch (MoCo: 8 GPUs)",

@@ -61,6 +61,30 @@ def mtpr_mtnr(pseudo_labels: np.ndarray | torch.Tensor, true_labels: np.ndarray 
     return 100.0 * float(tpr.mean()) if tpr.size else 0.0, 100.0 * float(tnr.mean()) if tnr.size else 100.0
 
 
+def pair_mtpr_mtnr(detects, true_labels, chunk: int = 1024) -> tuple[float, float]:
+    """:func:`mtpr_mtnr` of a detection given pair by pair: ``detects(rows)`` is ``[len(rows), N]``, True where
+    it calls sample ``j`` a false negative of sample ``rows[i]`` (the sample itself is ignored).
+
+    The same definitions (anchors alone in their class left out of MTPR), computed over anchor chunks:
+    O(N^2) work, O(chunk * N) memory.
+    """
+    labels = torch.as_tensor(np.asarray(true_labels)).long().view(-1)
+    n = labels.numel()
+    n_class = torch.bincount(labels)[labels]
+    tpr, tnr = [], []
+    for rows in torch.arange(n).split(chunk):
+        detected = detects(rows).to(torch.bool).cpu().clone()
+        detected[torch.arange(len(rows)), rows] = False
+        same = labels[rows][:, None] == labels[None, :]
+        positives, negatives = n_class[rows] - 1, n - n_class[rows]
+        tp, fp = (detected & same).sum(1).double(), (detected & ~same).sum(1).double()
+        tpr.append(tp[positives > 0] / positives[positives > 0])
+        tnr.append(1 - fp[negatives > 0] / negatives[negatives > 0])
+    tpr, tnr = torch.cat(tpr), torch.cat(tnr)
+    return (100.0 * float(tpr.mean()) if tpr.numel() else 0.0,
+            100.0 * float(tnr.mean()) if tnr.numel() else 100.0)
+
+
 def nmi(true_labels, cluster_labels) -> float:
     """NMI (%) of Strehl & Ghosh (2002): mutual information over the geometric mean of the entropies."""
     return 100.0 * normalized_mutual_info_score(np.asarray(true_labels), np.asarray(cluster_labels),

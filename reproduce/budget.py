@@ -19,6 +19,7 @@ from reproduce.runs import EvalRun, TrainRun
 
 CIFAR_TRAIN, CIFAR_TEST = 50000, 10000
 PROBE_SECONDS, NMI_SECONDS, TSNE_SECONDS_PER_1000 = 4.0, 4.0, 8.0
+FN_RATES_SECONDS = 4.0  # reading the checkpoint and the labels; a similarity rule adds its O(N^2) pairs
 
 
 @dataclass
@@ -54,6 +55,9 @@ def eval_cost(run: EvalRun) -> tuple[float, float]:
         return 0.0, PROBE_SECONDS
     if run.kind == "nmi":
         return 0.0, NMI_SECONDS
+    if run.kind == "fn_rates":  # a detector without labels (GloFND) embeds the training samples
+        c = run.train.config
+        return (0.0 if DETECTORS[c.detector].label_based else float(c.train_subset or CIFAR_TRAIN)), FN_RATES_SECONDS
     if run.kind == "tsne":
         n = (run.train.config.train_subset or CIFAR_TRAIN) if p.get("pseudo") else CIFAR_TEST
         return float(n), TSNE_SECONDS_PER_1000 * p.get("points", 2000) / 1000.0

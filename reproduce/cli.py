@@ -1,7 +1,8 @@
 """``python -m reproduce TARGET... --profile P --launcher L``: plan, launch what is missing, render.
 
-Targets: ``table1`` .. ``table8``, ``figure1``, ``figure3``, ``figure4``, ``figure6``, ``figure7``, or
-the groups ``tables``, ``figures``, ``all``, ``ablation-pcl`` (= table7); ``list`` shows them.
+Targets: ``table1`` .. ``table8``, ``figure1``, ``figure3``, ``figure4``, ``figure6``, ``figure7``,
+``detection_quality`` (beyond the paper), or the groups ``tables``, ``figures``, ``all``,
+``ablation-pcl`` (= table7), ``detection-quality``; ``list`` shows them.
 
 Steps: build each target's grid at the profile; group its runs into tasks (a pre-training run and
 the evaluations of its checkpoints); launch the tasks the store lacks (``--launcher inline`` in this

@@ -9,6 +9,8 @@ nmi       :func:`eval.clustering.cifar_nmi`: k-means NMI of cached test (or trai
           Figure 6
 tsne      :func:`eval.tsne.checkpoint_tsne` of the model rebuilt by
           :func:`eval.checkpoints.load_framework`; Figures 3, 4, 7
+fn_rates  :func:`eval.false_negatives.checkpoint_rates`: MTPR / MTNR of the run's detector over its
+          training samples; the detection-quality figure
 cli       ``python -m <params["module"]> --checkpoint CKPT <args> --out OUT``: eval's ImageNet-scale
           command lines (linear, semisup, voc07, places205, clustering, detection)
 ========  =====================================================================================
@@ -28,6 +30,7 @@ import torch
 
 from eval.checkpoints import load_framework
 from eval.clustering import cifar_nmi
+from eval.false_negatives import checkpoint_rates
 from eval.features import CheckpointFeatures
 from eval.probe import cifar_probe
 from eval.tsne import checkpoint_tsne
@@ -37,7 +40,7 @@ from ifnd.rundir import RunDir
 from reproduce.runs import EvalRun
 from reproduce.store import Store
 
-KINDS = ("probe", "nmi", "tsne", "cli")
+KINDS = ("probe", "nmi", "tsne", "fn_rates", "cli")
 
 
 def checkpoint_of(run: EvalRun, store: Store) -> Path:
@@ -72,6 +75,10 @@ def tsne(run: EvalRun, store: Store, progress: bool = True) -> dict:
                            int(p.get("iterations", 1000)), run.train.config.data_root)
 
 
+def fn_rates(run: EvalRun, store: Store, progress: bool = True) -> dict:
+    return checkpoint_rates(checkpoint_of(run, store), run.train.config.data_root)
+
+
 def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:
     """``python -m <module> --checkpoint CKPT <args> --out OUT``; returns the protocol's ``metrics``."""
     out = store.eval_dir(run.key) / "result.json"
@@ -89,7 +96,7 @@ def cli(run: EvalRun, store: Store, progress: bool = True) -> dict:
 
 
 def run_eval(run: EvalRun, store: Store, progress: bool = True) -> dict:
-    handlers = {"probe": probe, "nmi": nmi, "tsne": tsne, "cli": cli}
+    handlers = {"probe": probe, "nmi": nmi, "tsne": tsne, "fn_rates": fn_rates, "cli": cli}
     if run.kind not in handlers:
         raise ValueError(f"unknown evaluation kind {run.kind!r}: one of {', '.join(KINDS)}")
     return handlers[run.kind](run, store, progress)

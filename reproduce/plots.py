@@ -1,7 +1,7 @@
 """Matplotlib figures: Figure 1's gap bars, Figure 6's curves through training, and the t-SNE panels of
 Figures 3, 4 and 7 (true classes coloured with a class legend; pseudo-label panels colour accepted
 pseudo labels, draw unaccepted samples light grey and cluster centroids as black crosses, as in the
-paper's Figure 3). Files are written atomically and hold no date, so the same records give the
+paper's Figure 3), and the detection-quality scatter (gain against MTPR / MTNR). Files are written atomically and hold no date, so the same records give the
 same bytes."""
 from __future__ import annotations
 
@@ -160,4 +160,56 @@ def tsne_panels(path, panels: list[list[dict | None]], title: str, row_titles: l
                    else 0.1), fontsize=8, title=name, title_fontsize=8, frameon=False)
     if note:
         fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=8, wrap=True)
+    return _save(fig, path)
+
+
+def _error(value):
+    return 0.0 if value is None else value
+
+
+def scatter_panels(path, panels: list[dict], title: str, note: str = "") -> Path:
+    """Side-by-side scatter panels with error bars in x and y (std over seeds); each panel is
+    ``{"title", "xlabel", "ylabel", "curve": (label, [(x, xerr, y, yerr, text)]), "points": [(label, x, xerr, y,
+    yerr)], "hline": (y, label)}``.
+
+    The curve's points are joined in the order given and each is labelled with its text; every other
+    point gets its own marker and colour, a legend entry and its label beside it; ``hline`` is a dashed
+    reference line (e.g. the baseline). Points without a y are left out."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.6), squeeze=False)
+    method_colours = ("#2ca02c", "#9467bd", "#8c564b", "#1f77b4", "#e377c2", "#17becf")
+    for ax, panel in zip(axes[0], panels):
+        drawn = False
+        if panel.get("hline") is not None:
+            y, label = panel["hline"]
+            ax.axhline(y, color="grey", linestyle="--", linewidth=1, label=label)
+        label, points = panel.get("curve") or ("", [])
+        points = [p for p in points if p[0] is not None and p[2] is not None]
+        if points:
+            xs, xerr, ys, yerr, texts = zip(*points)
+            ax.errorbar(xs, ys, xerr=[_error(e) for e in xerr], yerr=[_error(e) for e in yerr], color="#d62728",
+                        marker="o", linestyle="-", capsize=3, label=label, zorder=3)
+            for x, y, text in zip(xs, ys, texts):
+                ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color="#d62728")
+            drawn = True
+        for i, (name, x, xerr, y, yerr) in enumerate(panel.get("points", [])):
+            if x is None or y is None:
+                continue
+            colour = method_colours[i % len(method_colours)]
+            ax.errorbar([x], [y], xerr=[_error(xerr)], yerr=[_error(yerr)], color=colour,
+                        marker=MARKERS[(i + 1) % len(MARKERS)], markersize=8, linestyle="", capsize=3, label=name,
+                        zorder=4)
+            ax.annotate(name, (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8, color=colour)
+            drawn = True
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel(panel["ylabel"])
+        ax.set_title(panel["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=7, loc="best")
+        else:
+            ax.text(0.5, 0.5, "nothing finished yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    if note:
+        fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=8, wrap=True)
+    fig.tight_layout()
     return _save(fig, path)

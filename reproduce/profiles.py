@@ -69,6 +69,10 @@ _IMAGENET_PAPER = {
 }
 
 
+# The detection-quality figure's trend claims are tested only with n >= 3 seeds (reproduce.stats.MIN_N).
+MIN_SEEDS = {"detection_quality": 3}
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -77,6 +81,7 @@ class Profile:
     imagenet: dict                       # TrainConfig fields of every ImageNet pre-training run
     seeds: int = 1                       # training seeds of every compared run
     table_seeds: dict = field(default_factory=dict)  # per-spec cap on seeds (budget), e.g. {"table7": 1}
+    min_seeds: dict = field(default_factory=lambda: dict(MIN_SEEDS))  # per-spec floor on seeds (claims need n >= 3)
     snapshot_fractions: tuple = (1.0,)   # checkpoints kept at these fractions of training (Figures 3, 7)
     probe_protocol: str = "linear"       # "linear" (eval.linear on cached features) or "knn"
     probe: dict = field(default_factory=dict)  # eval.linear.linear_probe_features settings
@@ -87,6 +92,8 @@ class Profile:
     tsne_perplexity: float = 30.0
     tsne_iterations: int = 1000          # sklearn's default; 250 is its minimum
     table5_levels: str = "datasets"      # "cifar10_wordnet": Table 5 over CIFAR-10's WordNet levels
+    table5_oracle_levels: str = "all"    # Table 5's oracle-elimination row: "all" columns, or "finest" (the data
+                                         # set's own classes only: mini's budget)
     cifar100_tables: bool = True         # Tables 6-7 on CIFAR-100 (else CIFAR-10 in its place)
     cifar_standins: bool = False         # Tables 4 and 8 on CIFAR-10 when ImageNet runs are out of scope
     imagenet_runs: bool = False          # ImageNet / VOC / Places / COCO rows are run (with the data)
@@ -101,7 +108,7 @@ class Profile:
     overrides: tuple = ()                # what the command line changed, for the table header
 
     def seeds_for(self, spec: str) -> int:
-        return max(1, min(self.seeds, self.table_seeds.get(spec, self.seeds)))
+        return max(1, self.min_seeds.get(spec, 1), min(self.seeds, self.table_seeds.get(spec, self.seeds)))
 
     def train_fields(self, kind: str = "cifar") -> dict:
         return dict(self.imagenet if kind == "imagenet" else self.cifar)
@@ -137,7 +144,7 @@ PROFILES: dict[str, Profile] = {
                   "train_subset": 512, "refresh_every": 1, "cluster_numbers": [10, 30, 100], "knn_k": 20},
         seeds=1, snapshot_fractions=(0.5, 1.0), probe={"epochs": 5, "lr": 0.1, "batch_size": 128},
         probe_train_subset=512, eval_test_subset=500, nmi_seeds=2, tsne_points=150, tsne_perplexity=10.0,
-        tsne_iterations=250,
+        tsne_iterations=250, min_seeds={},  # plumbing: one seed everywhere
         table5_levels="cifar10_wordnet", cifar100_tables=False, cifar_standins=True,
     ),
     "mini": Profile(
@@ -149,6 +156,7 @@ PROFILES: dict[str, Profile] = {
         seeds=2, table_seeds={"table7": 1}, snapshot_fractions=(0.25, 0.5, 1.0),
         probe={"epochs": 50, "lr": 0.1, "batch_size": 256}, probe_train_subset=12000, eval_test_subset=0,
         nmi_seeds=5, tsne_points=2000, table5_levels="cifar10_wordnet", cifar100_tables=False,
+        table5_oracle_levels="finest",  # 10 more runs at the coarser levels would take Table 5 past 45 minutes
         # measured on the 2-core CPU (2026-11-26): ~680 images/s inline, ~800 with --launcher local --threads 1
         cifar_standins=True, train_images_per_second=700.0, eval_images_per_second=4000.0,
         minutes_per_table=45.0,
@@ -177,6 +185,7 @@ PROFILES["rehearsal"] = replace(
            "batch_size": 32, "warmup_epochs": 0, "refresh_every": 1, "knn_k": 20, "train_subset": 0},
     imagenet=_REHEARSAL_IMAGENET,
     cifar100_clusters=(10, 30, 100),
+    min_seeds={},  # one seed everywhere: the rehearsal proves code paths, its numbers mean nothing
     imagenet_methods={"pcl": {"cluster_numbers": [25, 50, 100], "queue_size": 64, "pcl_negatives": -1},
                       "swav": _REHEARSAL_SWAV,
                       "ifnd_swav": _REHEARSAL_SWAV},
@@ -200,6 +209,8 @@ PROFILES["rehearsal"] = replace(
 _TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 _PROFILE_FIELDS = {f.name: f for f in fields(Profile)}
 _FIXED = {"name", "description", "cifar", "imagenet", "overrides", "probe"}
+_CHOICES = {"table5_levels": ("datasets", "cifar10_wordnet"), "table5_oracle_levels": ("all", "finest"),
+            "probe_protocol": ("linear", "knn")}
 _SET_BY_HARNESS = ("run_dir", "progress", "threads", "device")  # run_dir from the run's hash, the rest by the launcher
 
 
@@ -264,6 +275,8 @@ def apply_overrides(profile: Profile, sets: list[str] | None = None, seeds: int 
                     raise ProfileError(f"--set {key}={value!r}: {name} is true or false")
             elif isinstance(current, (int, float)) and not isinstance(value, (int, float)):
                 raise ProfileError(f"--set {key}={value!r}: {name} is a number")
+            elif name in _CHOICES and value not in _CHOICES[name]:
+                raise ProfileError(f"--set {key}={value!r}: choose one of {', '.join(_CHOICES[name])}")
             changes[name] = value
         else:
             valid = sorted(set(_PROFILE_FIELDS) - _FIXED) + ["probe.<key>", "<TrainConfig field>",
@@ -275,7 +288,7 @@ def apply_overrides(profile: Profile, sets: list[str] | None = None, seeds: int 
         if seeds < 1:
             raise ProfileError(f"--seeds {seeds}: give at least 1")
         changes["seeds"] = seeds
-        changes["table_seeds"] = {}  # an explicit seed count applies to every table
+        changes["table_seeds"] = changes["min_seeds"] = {}  # an explicit seed count applies to every table
     described = tuple(f"{k}={json.dumps(v)}" for k, v in items) + ((f"seeds={seeds}",) if seeds else ())
     new = replace(profile, cifar=cifar, imagenet=imagenet, probe=probe, overrides=profile.overrides + described,
                   **changes)

@@ -300,7 +300,9 @@ def header(ctx: Context, grid: Grid, resolved: Resolved) -> list[str]:
                      f"{_commits(evals) or '-'} (commit: number of records); finished {_dates(records)}")
     has_paper = any(c.paper is not None or c.paper_text for c in grid.cells.values()) or any(
         c.paper is not None for c in grid.claims)
-    if has_paper:
+    if not grid.paper_source:
+        lines.append(f"- Paper numbers: none: beyond the paper ({PAPER} reports no such experiment)")
+    elif has_paper:
         lines.append(f"- Paper numbers: {grid.paper_source} of {PAPER} (transcribed in "
                      f"{grid.paper_file or f'reproduce/specs/{grid.name}.py'})")
     else:
@@ -390,6 +392,7 @@ def to_frames(resolved: Resolved, ctx: Context) -> tuple[list[str], pd.DataFrame
 
 
 LEGEND = "Cells: ours, mean ± std over n training seeds, and the paper's number in parentheses."
+LEGEND_BEYOND = "Cells: ours, mean ± std over n training seeds."
 DELTA_LEGEND = (" Δ cells are the difference of two cells of this table that their row or column title names (see "
                 "the notes), computed per training seed, then averaged.")
 
@@ -397,7 +400,8 @@ DELTA_LEGEND = (" Δ cells are the difference of two cells of this table that th
 def render_table(ctx: Context, grid: Grid, resolved: Resolved | None = None) -> dict[str, Path]:
     resolved = resolved or resolve(grid, ctx.store)
     table, frame, claims, notes = to_frames(resolved, ctx)
-    legend = LEGEND + (DELTA_LEGEND if any(isinstance(c.ours, Derived) for c in grid.cells.values()) else "")
+    legend = (LEGEND if grid.paper_source else LEGEND_BEYOND) + (
+        DELTA_LEGEND if any(isinstance(c.ours, Derived) for c in grid.cells.values()) else "")
     md = header(ctx, grid, resolved) + ["", legend, "", *table, ""]
     if notes:
         md += [*notes, ""]

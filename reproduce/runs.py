@@ -67,10 +67,13 @@ class TrainRun:
         c = self.config
         method = f"{c.framework}/{c.detector}/{c.objective}"
         subset = f" subset={c.train_subset}" if c.train_subset else ""
-        extra = ""
-        if DETECTORS[c.detector].refreshes:
-            extra = (f" {c.acceptance_scheme} {c.acceptance_initial}->{c.acceptance_final}"
-                     f" k={c.cluster_numbers} conf={c.confidence}")
+        owned = DETECTORS[c.detector].fields
+        extra = f" {c.acceptance_scheme} {c.acceptance_initial}->{c.acceptance_final}" \
+            if "acceptance_scheme" in owned else ""
+        if "cluster_numbers" in owned:
+            extra += f" k={c.cluster_numbers} conf={c.confidence}"
+        if c.label_corruption:
+            extra += f" corrupted={c.label_corruption:g}"
         if c.label_map is not None:
             extra += f" classes={len(set(c.label_map))}"
         return (f"{self.label or method}: {c.dataset} {c.arch} {method}{extra} "

@@ -126,28 +126,36 @@ def judge(diffs: list[float], paper: float | None, direction: float | None = Non
 
 
 def slope(xs, ys) -> float:
-    """Least-squares slope of ``ys`` on ``xs``."""
+    """Least-squares slope of ``ys`` on ``xs`` (NaN when the xs do not vary)."""
     x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
     x = x - x.mean()
-    return float((x * (y - y.mean())).sum() / (x * x).sum())
+    spread = (x * x).sum()
+    return float((x * (y - y.mean())).sum() / spread) if spread > 0 else math.nan
 
 
 def bootstrap_slope(xs, per_seed: dict, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
                     level: float = LEVEL) -> tuple[int, float, float | None, float | None]:
     """(n seeds, slope of the seed means, percentile interval) of ``y`` on ``xs`` over training seeds.
 
-    ``per_seed``: ``{seed: [y at each x]}`` (seeds with a value at every x). One bootstrap draw picks
-    n seeds with replacement and fits the slope of their mean per x; the interval is the
-    ``(1 ± level) / 2`` percentiles of the draws; None for fewer than ``MIN_N`` seeds (two seeds give
-    three distinct resampled means: no interval worth the name).
+    ``per_seed``: ``{seed: [y at each x]}`` (seeds with a value at every x); ``xs``: the x of each
+    column, or ``{seed: [x at each column]}`` when x is measured per seed too (drawn with its seed's
+    y). One bootstrap draw picks n seeds with replacement and fits the slope of their mean per
+    column; the interval is the ``(1 ± level) / 2`` percentiles of the draws (draws whose xs do not
+    vary are left out); None for fewer than ``MIN_N`` seeds (two seeds give three distinct resampled
+    means: no interval worth the name).
     """
-    rows = np.asarray([per_seed[s] for s in sorted(per_seed)], dtype=float)
+    order = sorted(per_seed)
+    rows = np.asarray([per_seed[s] for s in order], dtype=float)
+    x_rows = np.asarray([xs[s] for s in order] if isinstance(xs, dict) else [xs] * len(order), dtype=float)
     n = len(rows)
-    point = slope(xs, rows.mean(axis=0))
+    point = slope(x_rows.mean(axis=0), rows.mean(axis=0))
     if n < MIN_N:
         return n, point, None, None
     gen = np.random.default_rng(seed)
     picks = gen.integers(0, n, size=(resamples, n))
-    draws = [slope(xs, rows[p].mean(axis=0)) for p in picks]
+    draws = [slope(x_rows[p].mean(axis=0), rows[p].mean(axis=0)) for p in picks]
+    draws = [d for d in draws if not math.isnan(d)]
+    if not draws or math.isnan(point):
+        return n, point, None, None
     lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return n, point, float(lo), float(hi)

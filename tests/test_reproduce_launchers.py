@@ -119,9 +119,10 @@ def test_slurm_dry_run_prints_the_job_array(setup, capsys):
                  "--set", "probe.epochs=2"])
     out = capsys.readouterr().out
     assert code == 0
-    # Table 6's 8 rows train 7 runs at smoke: [c] is [b]'s training there (its first refresh comes after the step).
-    assert "7 tasks as one job array 'ifnd-smoke'" in out and "partition=gpu-test" in out
-    assert "#SBATCH --partition=gpu-test" in out and "#SBATCH --array=0-6%4" in out
+    # Table 6's 9 rows ([a]-[h] and the oracle [o]) train 8 runs at smoke: [c] is [b]'s training there (its first
+    # refresh comes after the step).
+    assert "8 tasks as one job array 'ifnd-smoke'" in out and "partition=gpu-test" in out
+    assert "#SBATCH --partition=gpu-test" in out and "#SBATCH --array=0-7%4" in out
     assert task_of(ctx, "simclr").key in out and "simclr/none/instance" in out
     assert not store.keys()  # a dry run runs nothing
 

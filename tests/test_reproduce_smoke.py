@@ -13,7 +13,7 @@ import pytest
 
 from conftest import write_image_folder
 from reproduce.cli import main
-from reproduce.specs import FIGURES, TABLES
+from reproduce.specs import EXTRAS, FIGURES, TABLES
 
 SMOKE_SETS = ["--set", "train_subset=0", "--set", "batch_size=32", "--set", "probe_train_subset=0",
               "--set", "eval_test_subset=0", "--set", "tsne_points=60", "--set", "knn_k=10"]
@@ -42,14 +42,14 @@ def store_records(results: Path) -> dict[str, dict]:
 def test_every_table_and_figure_renders_at_smoke(sweep):
     assert sweep["code"] == 0
     out = sweep["results"]
-    for name in TABLES + FIGURES:
+    for name in TABLES + FIGURES + EXTRAS:
         md = (out / f"{name}.md").read_text()
         assert md.startswith("# ") and "Profile: **smoke**" in md and "Generated" not in md
         assert "Records: trained at git " in md or "Runs: 0 of 0 finished" in md  # the records' commits
         assert "pending" not in md, f"{name} has unfinished cells"
         frame = pd.read_csv(out / f"{name}.csv")
         assert len(frame) > 0 and {"ours_mean", "paper", "n_seeds", "status"} <= set(frame.columns)
-    for name in FIGURES:
+    for name in FIGURES + EXTRAS:
         assert (out / f"{name}.png").stat().st_size > 5000
 
 
@@ -95,8 +95,10 @@ def test_shared_runs_train_once(sweep):
             and r["config"]["acceptance_final"] == 1.0 and r["config"]["confidence"] == "ifnd"
             and r["config"]["cluster_numbers"] == [10, 30, 100]]
     assert len(ifnd) == 1, labels
-    supcon = [r for r in trains if r["config"]["detector"] == "true_labels"]
-    assert len(supcon) == 6  # one per CIFAR-10 WordNet level
+    for objective in ("attraction", "elimination"):  # SupCon, oracle elimination: one per CIFAR-10 WordNet level
+        oracle = [r for r in trains if r["config"]["detector"] == "true_labels"
+                  and r["config"]["objective"] == objective]
+        assert len(oracle) == 6, (objective, labels)
 
 
 def test_rerun_redoes_only_what_was_deleted(sweep):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ifnd.falseneg import glofnd, incremental, pcl
+from ifnd.falseneg import glofnd, incremental, pcl, scheduled
 from ifnd.falseneg.base import NONE, TRUE_LABELS, ContrastiveBatch, Detector, DetectorSpec, LabelDetector
 
 DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
@@ -17,6 +17,7 @@ DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
     incremental.SPEC,
     pcl.SPEC,
     glofnd.SPEC,
+    scheduled.SPEC,
 )}
 
 

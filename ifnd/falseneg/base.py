@@ -84,6 +84,12 @@ class Detector:
         raise NotImplementedError(f"detector {self.name!r} does not give its detections as labels (it is not "
                                   "label based): the fused kernel cannot serve it; use --loss-kernel pairs")
 
+    def detects(self, similarity: torch.Tensor, anchor_index: torch.Tensor) -> torch.Tensor | None:
+        """``[A, C]``: the candidates it calls false negatives of the samples ``anchor_index`` from their cosine
+        similarities, for a detector that detects by similarity (GloFND); ``None`` for the others (label-based
+        ones have :meth:`level_labels`, ``none`` detects nothing). Measures detection after training."""
+        return None
+
     def loss_logits(self, batch: ContrastiveBatch, excluded: Pairs | None) -> torch.Tensor:
         """The logits the kernel sees once ``excluded`` left the negatives (GloFND rescales the kept ones)."""
         return batch.logits
@@ -148,7 +154,8 @@ class LabelDetector(Detector):
 
 
 class TrueLabelDetector(LabelDetector):
-    """SupCon oracle: every sample of the anchor's true class is a false negative."""
+    """The oracle: every sample of the anchor's true class is a false negative (SupCon with attraction,
+    oracle elimination with elimination)."""
 
     name = "true_labels"
 
@@ -156,7 +163,34 @@ class TrueLabelDetector(LabelDetector):
         super().__init__(torch.as_tensor(true_labels).view(1, -1))
 
 
+def corrupt_labels(labels: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+    """``labels`` (``[N]``) with exactly ``floor(rate * N)`` of them replaced by another class, never their own.
+
+    The samples are a random choice and each new label is uniform over the other classes present, both
+    drawn from one generator seeded with ``2 * seed`` (the run's seed: each training seed draws its own
+    corruption; :mod:`ifnd.falseneg.scheduled` draws its acceptance order from ``2 * seed + 1``). With
+    ``rate`` 0 the labels come back unchanged. On C classes, ``rate = (C - 1) / C`` makes every label
+    uniform over the classes, independent of the true one (random labels).
+    """
+    labels = torch.as_tensor(labels).long().clone()
+    count = int(rate * labels.numel() + 1e-9)
+    if count == 0:
+        return labels
+    classes, index = torch.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"label_corruption={rate} needs at least 2 classes to draw a wrong label from, and the "
+                         f"labels have {len(classes)}: use another label_map or label_corruption=0")
+    generator = torch.Generator().manual_seed(2 * seed)
+    chosen = torch.randperm(labels.numel(), generator=generator)[:count]
+    shift = torch.randint(1, len(classes), (count,), generator=generator)
+    labels[chosen] = classes[(index[chosen] + shift) % len(classes)]
+    return labels
+
+
 NONE = DetectorSpec("none", lambda cfg, true_labels: NoDetector(), "detect nothing: the instance loss (Eq. 1)",
                     objectives=("instance",))
-TRUE_LABELS = DetectorSpec("true_labels", lambda cfg, true_labels: TrueLabelDetector(true_labels),
-                           "oracle: every sample of the anchor's true class (SupCon with attraction)")
+TRUE_LABELS = DetectorSpec(
+    "true_labels", lambda cfg, true_labels: TrueLabelDetector(corrupt_labels(true_labels, cfg.label_corruption,
+                                                                             cfg.seed)),
+    "oracle: every sample of the anchor's true class (SupCon with attraction, oracle elimination with elimination)",
+    fields=("label_corruption",))

@@ -134,7 +134,14 @@ class GloFNDDetector(Detector):
         negative = batch.valid.clone()
         negative[batch.positive.anchor, batch.positive.candidate] = False
         self.update(similarity, negative, batch.anchor_index)
-        return Pairs.from_mask((similarity > self.lam[batch.anchor_index][:, None]) & negative)
+        return Pairs.from_mask(self.detects(similarity, batch.anchor_index) & negative)
+
+    def detects(self, similarity: torch.Tensor, anchor_index: torch.Tensor) -> torch.Tensor:
+        """Similarities above the anchor sample's threshold (nothing before ``start_epoch``)."""
+        if not self.active:
+            return torch.zeros_like(similarity, dtype=torch.bool)
+        self._to(similarity.device)
+        return similarity > self.lam[anchor_index][:, None]
 
     def loss_logits(self, batch: ContrastiveBatch, excluded: Pairs | None) -> torch.Tensor:
         """The logits with each anchor's kept negatives shifted by ``log(|N_i| / |K_i|)`` (``loss="renormalised"``)."""

@@ -101,6 +101,11 @@ def pcl_confidence(features, centroids, labels, temperature):
 CONFIDENCE_FNS = {"ifnd": ifnd_confidence, "pcl": pcl_confidence}
 
 
+def refresh_due(epochs_done: int, total_epochs: int, refresh_every: int) -> bool:
+    """IFND's refreshes: after every ``refresh_every`` epochs, none after the last epoch."""
+    return epochs_done % refresh_every == 0 and epochs_done < total_epochs
+
+
 def accept_top(labels: torch.Tensor, confidence: torch.Tensor, rate: float, k: int,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Keep the labels of the ``floor(rate * N)`` most confident samples; others get ``k + index``.
@@ -156,7 +161,7 @@ class IncrementalDetector(LabelDetector):
         return torch.stack([k + torch.arange(num_samples) for k in self.cluster_numbers])
 
     def refresh_due(self, epochs_done: int, total_epochs: int) -> bool:
-        return epochs_done % self.refresh_every == 0 and epochs_done < total_epochs
+        return refresh_due(epochs_done, total_epochs, self.refresh_every)
 
     def refresh(self, epochs_done: int, total_epochs: int, features: FeatureFn) -> dict:
         self.rate = self.schedule.rate(epochs_done, total_epochs)
@@ -195,16 +200,20 @@ class IncrementalDetector(LabelDetector):
         self.rate = state["rate"]
 
 
-CLUSTERING_FIELDS = ("cluster_numbers", "refresh_every", "acceptance_scheme", "acceptance_initial", "acceptance_final",
-                     "acceptance_step_at", "confidence", "cluster_on", "cluster_features", "kmeans_backend",
-                     "kmeans_redo", "kmeans_seed", "tie_break")
+SCHEDULE_FIELDS = ("refresh_every", "acceptance_scheme", "acceptance_initial", "acceptance_final", "acceptance_step_at")
+CLUSTERING_FIELDS = ("cluster_numbers", *SCHEDULE_FIELDS, "confidence", "cluster_on", "cluster_features",
+                     "kmeans_backend", "kmeans_redo", "kmeans_seed", "tie_break")
+
+
+def schedule_of(cfg) -> AcceptanceSchedule:
+    """The acceptance schedule of a config's ``acceptance_*`` fields."""
+    return AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
+                              cfg.acceptance_step_at)
 
 
 def clustering_arguments(cfg, true_labels: torch.Tensor) -> tuple:
     """The positional arguments of :class:`IncrementalDetector` (and PCL's detector) from a config."""
-    schedule = AcceptanceSchedule(cfg.acceptance_scheme, cfg.acceptance_initial, cfg.acceptance_final,
-                                  cfg.acceptance_step_at)
-    return (true_labels.shape[0], cfg.cluster_numbers, schedule, cfg.refresh_every, cfg.temperature,
+    return (true_labels.shape[0], cfg.cluster_numbers, schedule_of(cfg), cfg.refresh_every, cfg.temperature,
             cfg.confidence, cfg.seed, cfg.kmeans_backend, cfg.kmeans_redo, cfg.kmeans_seed, cfg.tie_break)
 
 

@@ -93,7 +93,7 @@ class Claim:
 class Grid:
     name: str
     title: str
-    paper_source: str                       # "Table 5 of <paper>"
+    paper_source: str                       # "Table 5" (of the paper); "" for a grid beyond the paper
     paper_file: str = ""                    # where the paper's numbers are transcribed (default: the spec)
     rows: list[Row] = field(default_factory=list)
     cols: list[Col] = field(default_factory=list)
@@ -151,6 +151,7 @@ class Spec:
     name = ""
     title = ""
     kind = "table"  # or "figure"
+    beyond_paper = False  # an experiment the paper does not report: not in the groups tables / figures
 
     def build(self, ctx: Context) -> Grid:
         raise NotImplementedError
@@ -275,6 +276,13 @@ def nmi(ctx: Context, train: TrainRun | NotRun, dataset: str = "cifar10", epoch:
     if epoch is not None:
         params["epoch"] = epoch
     return EvalRun("nmi", train, params, f"NMI of {train.label}" + (f" at epoch {epoch}" if epoch else ""))
+
+
+def fn_rates(ctx: Context, train: TrainRun | NotRun) -> EvalRun | NotRun:
+    """MTPR / MTNR of the run's detector at its final checkpoint, over its training samples."""
+    if isinstance(train, NotRun):
+        return train
+    return EvalRun("fn_rates", train, {"split": "train"}, f"MTPR/MTNR of {train.label}")
 
 
 def tsne(ctx: Context, train: TrainRun | NotRun, epoch: int | None = None, pseudo: bool = False,

@@ -14,7 +14,7 @@ class Figure1(Spec):
     kind = "figure"
 
     def build(self, ctx: Context) -> Grid:
-        grid = build_grid(ctx, self.name)
+        grid = build_grid(ctx, self.name, beyond_paper=False)
         grid.title = self.title + " (the numbers behind the bars: Table 5's grid)"
         grid.paper_source = "Figure 1 / Table 5"
         grid.paper_file = "reproduce/specs/table5.py"  # Figure 1 draws Table 5's numbers
