@@ -158,7 +158,11 @@ def test_the_new_rows_and_figure_build_at_every_profile(profile, tmp_path, tiny_
 
 
 def test_shared_runs_keep_their_keys_at_mini(tmp_path, tiny_cifar):
-    ctx = ctx_at(get_profile("mini"), tmp_path, tiny_cifar)
+    mini = ctx_at(get_profile("mini"), tmp_path, tiny_cifar)  # mini trains no oracle row yet
+    for grid, cell in ((SPECS["table5"].build(mini), ("oracle_elimination", "c10-d12")),
+                       (SPECS["table6"].build(mini), ("o", "top1"))):
+        assert isinstance(grid.cells[cell].ours, NotRun) and "oracle_levels=finest" in grid.cells[cell].ours.reason
+    ctx = ctx_at(apply_overrides(get_profile("mini"), ["oracle_levels=finest"]), tmp_path, tiny_cifar)
     table5 = SPECS["table5"].build(ctx)
     ten = "c10-d12"  # CIFAR-10's 10 classes
     keys = {row: [r.train.key for r in table5.cells[(row, ten)].ours.runs] for row in ("simclr", "ifnd",
@@ -170,18 +174,18 @@ def test_shared_runs_keep_their_keys_at_mini(tmp_path, tiny_cifar):
     table6 = SPECS["table6"].build(ctx)
     assert [r.train.key for r in table6.cells[("o", "top1")].ours.runs] == keys["oracle_elimination"]
     coarse = table5.cells[("oracle_elimination", "c10-d4")].ours  # mini: the oracle at 10 classes only
-    assert isinstance(coarse, NotRun) and "table5_oracle_levels=all" in coarse.reason
+    assert isinstance(coarse, NotRun) and "oracle_levels=all" in coarse.reason
     assert isinstance(train_run(ctx, rate_key(0.0), 0), TrainRun)
     dq = SPECS["detection_quality"].build(ctx)  # label detectors' rates: their own log, no checkpoint needed
     assert [r.key for r in dq.cells[("ifnd", "mtpr")].ours.runs] == [train_run(ctx, "ifnd", s).key for s in range(3)]
     assert {r.kind for r in dq.cells[("glofnd", "mtnr")].ours.runs} == {"fn_rates"}
     glofnd = train_run(ctx, "glofnd", 0).config
     assert glofnd.glofnd_start_epoch == 2 and glofnd.epochs == 7  # 70 of 200 epochs -> 2 of 7
-    every = apply_overrides(get_profile("mini"), ["table5_oracle_levels=all"])
+    every = apply_overrides(get_profile("mini"), ["oracle_levels=all"])
     assert isinstance(SPECS["table5"].build(ctx_at(every, tmp_path, tiny_cifar)).cells[
         ("oracle_elimination", "c10-d4")].ours, Source)
-    with pytest.raises(ProfileError, match="choose one of all, finest"):
-        apply_overrides(get_profile("mini"), ["table5_oracle_levels=some"])
+    with pytest.raises(ProfileError, match="choose one of all, finest, none"):
+        apply_overrides(get_profile("mini"), ["oracle_levels=some"])
 
 
 def test_seeds_floor_and_budget_at_mini(tmp_path, tiny_cifar):
@@ -259,7 +263,7 @@ def test_claims_on_records_with_known_answers(tmp_path, tiny_cifar):
 
 
 def test_oracle_rows_render_pending_before_their_runs(tmp_path, tiny_cifar):
-    ctx = ctx_at(get_profile("mini"), tmp_path, tiny_cifar)
+    ctx = ctx_at(apply_overrides(get_profile("mini"), ["oracle_levels=finest"]), tmp_path, tiny_cifar)
     t5 = render_table(ctx, SPECS["table5"].build(ctx))["md"].read_text()
     row = next(line for line in t5.splitlines() if line.startswith("| Oracle elimination (beyond the paper)"))
     assert "pending (0/2 runs finished)" in row and "not run [" in row and "paper" not in row.split("|")[-2]

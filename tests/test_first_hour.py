@@ -163,32 +163,29 @@ def test_ctrl_c_says_how_to_resume(tmp_path, tiny_cifar):
 
 
 # -- the harness -----------------------------------------------------------------------------------
-def render_table5(tmp_path: Path, results: Path, data_root: Path, *extra: str,
-                  target: str = "table5") -> subprocess.CompletedProcess:
+def render_table5(tmp_path: Path, results: Path, data_root: Path, *extra: str) -> subprocess.CompletedProcess:
     (tmp_path / "paths.toml").write_text("[data]\n")
-    return run(["-m", "reproduce", target, "--no-progress", "--results-dir", str(results), "--runs-dir",
+    return run(["-m", "reproduce", "table5", "--no-progress", "--results-dir", str(results), "--runs-dir",
                 str(tmp_path / "runs"), *extra], tmp_path,
                {"IFND_DATA_ROOT": str(data_root), "IFND_PATHS": str(tmp_path / "paths.toml")})
 
 
 @pytest.mark.parametrize("data_root", ["empty", "missing"])
 def test_committed_records_render_without_the_data(tmp_path, data_root):
-    """A clone without ``../shared`` renders committed records unchanged (records, not data): Figure 1, Table 5's
-    runs without its oracle-elimination row, whose records are not committed yet (until they are, ``make table5``
-    asks for the data or ``--collect-only``)."""
+    """A clone without ``../shared`` renders the committed Table 5 unchanged (records, not data)."""
     committed = ROOT / "results" / "mini"
     results = tmp_path / "results"
     shutil.copytree(committed / "store", results / "mini" / "store")
     tables_there = data_root == "missing"  # as in a clone: then not even the "Generated" stamp may change
     if tables_there:
-        for suffix in ("md", "csv", "png"):
-            shutil.copy(committed / f"figure1.{suffix}", results / "mini")
+        for suffix in ("md", "csv"):
+            shutil.copy(committed / f"table5.{suffix}", results / "mini")
     (tmp_path / "empty").mkdir()
-    result = render_table5(tmp_path, results, tmp_path / data_root, target="figure1")
+    result = render_table5(tmp_path, results, tmp_path / data_root)
     assert result.returncode == 0, result.stderr
     for suffix in ("md", "csv"):
-        ours = (results / "mini" / f"figure1.{suffix}").read_text().splitlines()
-        theirs = (committed / f"figure1.{suffix}").read_text().splitlines()
+        ours = (results / "mini" / f"table5.{suffix}").read_text().splitlines()
+        theirs = (committed / f"table5.{suffix}").read_text().splitlines()
         differ = [(a, b) for a, b in zip(ours, theirs)
                   if a != b and (tables_there or not a.startswith("- Generated:"))]
         assert len(ours) == len(theirs) and not differ, differ[:2]
@@ -199,7 +196,7 @@ def test_runs_that_must_train_without_data_stop_before_writing(tmp_path):
     result = render_table5(tmp_path, results, tmp_path / "nowhere")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: 19 table cells need runs on it: CIFAR-10 not found at")
+    assert error.startswith("error: 18 table cells need runs on it: CIFAR-10 not found at")
     assert "IFND_DATA_ROOT" in error and "--collect-only" in error
     assert not (results / "mini" / "table5.md").exists()
 

@@ -7,7 +7,7 @@ of that granularity (``label_map``) and is probed at it.
 Beyond the paper: the oracle-elimination row (``--mode oracle_elimination``: Eq. 3, IFND's objective,
 with the true labels of the column's granularity) separates what removing false negatives is
 worth from how well IFND detects them; no paper number. Its MTPR / MTNR against the column's labels
-are 100 / 100 by construction. ``Profile.table5_oracle_levels = "finest"`` (``mini``: its 45-minute
+are 100 / 100 by construction. ``Profile.oracle_levels = "finest"`` (``mini``: its 45-minute
 budget) keeps it to the columns at the data set's own classes; the others say why they are not run.
 
 Columns by profile:
@@ -191,16 +191,20 @@ def build_grid(ctx: Context, name: str = "table5", beyond_paper: bool = True) ->
 
 
 def oracle_runs(ctx: Context, col: dict) -> bool:
-    """Whether the profile trains the oracle-elimination row at this column (``Profile.table5_oracle_levels``)."""
-    return ctx.profile.table5_oracle_levels == "all" or not col["relabelled"]
+    """Whether the profile trains the oracle-elimination row at this column (``Profile.oracle_levels``)."""
+    levels = ctx.profile.oracle_levels
+    return levels == "all" or (levels == "finest" and not col["relabelled"])
 
 
 def oracle_budget(ctx: Context, skipped: list, name: str) -> str:
-    """Why the oracle row is not run at coarser columns of this profile."""
+    """Why the oracle row is not run at some columns of this profile."""
     p = ctx.profile
+    if p.oracle_levels == "none":
+        return (f"profile {p.name} does not train the oracle rows yet; --set oracle_levels=finest (or all) "
+                "trains them")
     budget = f" of {p.minutes_per_table:.0f} minutes per table" if p.minutes_per_table else ""
     return (f"at profile {p.name}, the oracle at the coarser levels would take {len(skipped) * p.seeds_for(name)} "
-            f"more runs, beyond the profile's budget{budget}; --set table5_oracle_levels=all runs them")
+            f"more runs, beyond the profile's budget{budget}; --set oracle_levels=all runs them")
 
 
 def trend_groups(grid: Grid) -> dict[str, list]:
