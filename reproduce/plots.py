@@ -87,14 +87,23 @@ def curve_panels(path, panels: list[dict], title: str, note: str = "") -> Path:
             if any(s is not None for s in ps):
                 ax.errorbar(px, py, yerr=[s or 0.0 for s in ps], fmt="none", ecolor=line.get_color(), capsize=3,
                             alpha=0.7)
-        ax.set_xlabel(panel["xlabel"])
-        ax.set_ylabel(panel["ylabel"])
-        ax.set_title(panel["title"], fontsize=9)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "nothing finished yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+        _label_panel(ax, panel, bool(ax.get_legend_handles_labels()[0]))
+    return _finish(fig, title, note, path)
+
+
+def _label_panel(ax, panel: dict, drawn: bool) -> None:
+    """Axis labels, title and grid of a panel; its legend, or a line saying nothing is drawn yet."""
+    ax.set_xlabel(panel["xlabel"])
+    ax.set_ylabel(panel["ylabel"])
+    ax.set_title(panel["title"], fontsize=9)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "nothing finished yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+
+
+def _finish(fig, title: str, note: str, path):
     fig.suptitle(title, fontsize=10)
     if note:
         fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=8, wrap=True)
@@ -200,16 +209,5 @@ def scatter_panels(path, panels: list[dict], title: str, note: str = "") -> Path
                         zorder=4)
             ax.annotate(name, (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8, color=colour)
             drawn = True
-        ax.set_xlabel(panel["xlabel"])
-        ax.set_ylabel(panel["ylabel"])
-        ax.set_title(panel["title"], fontsize=9)
-        ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=7, loc="best")
-        else:
-            ax.text(0.5, 0.5, "nothing finished yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    if note:
-        fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=8, wrap=True)
-    fig.tight_layout()
-    return _save(fig, path)
+        _label_panel(ax, panel, drawn)
+    return _finish(fig, title, note, path)

@@ -235,15 +235,35 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
-    """A killed sweep leaves no orphan training on: its workers get SIGTERM (ifnd.processes.die_with_parent)."""
+def child_dies_with_parent(parent_code: str) -> bool:
+    """Run ``python -c parent_code`` (it prints the pid of a child it started), SIGKILL it, and say
+    whether that child ended within 20 s."""
     import signal
     import subprocess
     import sys
     import time
 
-    sweep = subprocess.Popen([sys.executable, "-c", (
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(__file__)))
+    child = int(parent.stdout.readline())
+    try:
+        assert alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not alive(child)
+    finally:
+        parent.kill()
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
+    """A killed sweep leaves no orphan training on: its workers get SIGTERM (ifnd.processes.die_with_parent)."""
+    assert child_dies_with_parent(
         "import os, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from multiprocessing import get_context\n"
@@ -251,47 +271,15 @@ def test_a_local_worker_dies_with_the_sweep_that_spawned_it():
         "pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=die_with_parent)\n"
         "print(pool.submit(os.getpid).result(), flush=True)\n"
         "pool.submit(time.sleep, 120)\n"
-        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-    worker = int(sweep.stdout.readline())
-
-    try:
-        assert alive(worker)
-        sweep.send_signal(signal.SIGKILL)
-        sweep.wait()
-        deadline = time.monotonic() + 20
-        while alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not alive(worker), "the worker outlived the killed sweep"
-    finally:
-        sweep.kill()
-        if alive(worker):
-            os.kill(worker, signal.SIGKILL)
+        "time.sleep(120)\n"), "the worker outlived the killed sweep"
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_an_evaluation_subprocess_dies_with_the_worker_that_started_it():
     """An evaluation command (``python -m eval.<protocol>``, detectron2's training) run through
     ``ifnd.processes.run_tied`` ends when the worker running it is killed."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    worker = subprocess.Popen([sys.executable, "-c", (
+    assert child_dies_with_parent(
         "import sys\n"
         "from ifnd.processes import run_tied\n"
-        "run_tied([sys.executable, '-c', 'import os, time; print(os.getpid(), flush=True); time.sleep(120)'])\n")],
-        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-    evaluation = int(worker.stdout.readline())
-    try:
-        assert alive(evaluation)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        deadline = time.monotonic() + 20
-        while alive(evaluation) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not alive(evaluation), "the evaluation outlived the killed worker"
-    finally:
-        worker.kill()
-        if alive(evaluation):
-            os.kill(evaluation, signal.SIGKILL)
+        "run_tied([sys.executable, '-c', 'import os, time; print(os.getpid(), flush=True); time.sleep(120)'])\n"), \
+        "the evaluation outlived the killed worker"
