@@ -33,7 +33,7 @@ SCRIPT = ROOT / "scripts" / "slurm-single-node"
 PARTITION = "local"
 EPOCHS = 10  # enough for element 1 to be caught between its first and its last epoch
 SETS = ["train_subset=0", "batch_size=32", "probe_train_subset=0", "eval_test_subset=0", "knn_k=10",
-        f"epochs={EPOCHS}"]
+        f"epochs={EPOCHS}", "oracle_levels=none"]  # Table 5's paper rows: an 8-task array
 PREEMPTED, BROKEN = 1, 7  # array elements
 WAIT_S = 900
 
@@ -113,17 +113,23 @@ def sweep(tmp_path_factory):
     metrics = runs / tasks[PREEMPTED].key / "metrics.jsonl"
     before = wait_until(lambda: read_jsonl(metrics) if metrics.exists() else None, "element 1's first epoch")
     assert len(before) < EPOCHS, "element 1 finished before it could be preempted: raise EPOCHS"
-    # scancel may answer "Job can not be altered now" although the signal went out (the job is being
-    # requeued meanwhile): the job's log says whether it arrived. A second signal must never reach the
-    # requeued job: it would kill it before submitit's handler is installed, leaving no result.
+    # scancel may answer "Job can not be altered now" although the signal went out, and then retries
+    # on its own for a minute, by which time the job is requeued: a second USR2 would kill the requeued
+    # job before submitit's handler is installed, leaving no result. So scancel is stopped as soon as
+    # the job's log says the signal arrived, and never sent to a job SLURM has restarted.
     element = f"{array}_{PREEMPTED}"
     caught = lambda: "Caught signal SIGUSR2" in job_log(runs, element)  # noqa: E731
     for _ in range(5):
         if caught() or restarts(element) not in (0, None):
             break
-        subprocess.run(["scancel", "--signal=USR2", element], capture_output=True)
-        if wait_for(caught, 60):
-            break
+        sender = subprocess.Popen(["scancel", "--signal=USR2", element], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            if wait_for(caught, 60, every=0.05):
+                break
+        finally:
+            sender.kill()
+            sender.wait()
     if not caught():
         pytest.fail(f"element {PREEMPTED} never received SIGUSR2: {job_log(runs, element)[-2000:]}")
     wait_until(lambda: not in_queue(array), f"job array {array} to finish", every=1)
