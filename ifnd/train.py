@@ -109,8 +109,8 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 def slow_precision_warning(dtype: torch.dtype | None, device: torch.device) -> str | None:
     """Why bf16 on this CPU will be slow, or None. Without oneDNN's bf16 kernels (AVX-512) PyTorch
-    runs bf16 convolutions on a generic GEMM: measured 12-20x slower than fp32 for convnet4 on an
-    AVX2 CPU (docs/performance.md)."""
+    runs bf16 convolutions on a generic GEMM: on an AVX2 CPU the mini step took 9x the fp32 time
+    (docs/performance.md §6)."""
     if dtype is not torch.bfloat16 or device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return None
     return (f"warning: amp=bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}: no oneDNN bf16 kernels) "
