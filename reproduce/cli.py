@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         from ifnd.train import slow_precision_warning
 
-        if warning := slow_precision_warning(torch.bfloat16, torch.device("cpu" if not torch.cuda.is_available()
-                                                                           else "cuda")):
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where device=auto trains
+        if warning := slow_precision_warning(torch.bfloat16, device):
             print(warning + f"; the time estimates below assume {rate[0]:.0f} images/s", file=sys.stderr)
     current = this_copy(todo, paths) if launching else {}
     for name, grid in grids.items():

@@ -1,8 +1,8 @@
 """Matplotlib figures: Figure 1's gap bars, Figure 6's curves through training, and the t-SNE panels of
 Figures 3, 4 and 7 (true classes coloured with a class legend; pseudo-label panels colour accepted
 pseudo labels, draw unaccepted samples light grey and cluster centroids as black crosses, as in the
-paper's Figure 3), and the detection-quality scatter (gain against MTPR / MTNR). Files are written atomically and hold no date, so the same records give the
-same bytes."""
+paper's Figure 3), and the detection-quality scatter (gain against MTPR / MTNR). Files are written
+atomically and hold no date, so the same records give the same bytes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -85,7 +85,7 @@ def curve_panels(path, panels: list[dict], title: str, note: str = "") -> Path:
             line = ax.plot(px, py, marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % len(LINESTYLES)],
                            label=name, markersize=6, fillstyle="none" if i % 2 else "full")[0]
             if any(s is not None for s in ps):
-                ax.errorbar(px, py, yerr=[s or 0.0 for s in ps], fmt="none", ecolor=line.get_color(), capsize=3,
+                ax.errorbar(px, py, yerr=[_error(s) for s in ps], fmt="none", ecolor=line.get_color(), capsize=3,
                             alpha=0.7)
         _label_panel(ax, panel, bool(ax.get_legend_handles_labels()[0]))
     return _finish(fig, title, note, path)

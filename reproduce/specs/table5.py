@@ -196,12 +196,17 @@ def oracle_runs(ctx: Context, col: dict) -> bool:
     return levels == "all" or (levels == "finest" and not col["relabelled"])
 
 
+def oracle_not_trained(ctx: Context) -> str:
+    """Why a profile with ``oracle_levels = "none"`` shows no oracle row (Tables 5 and 6)."""
+    return (f"profile {ctx.profile.name} does not train the oracle rows yet; --set oracle_levels=finest (or all) "
+            "trains them")
+
+
 def oracle_budget(ctx: Context, skipped: list, name: str) -> str:
     """Why the oracle row is not run at some columns of this profile."""
     p = ctx.profile
     if p.oracle_levels == "none":
-        return (f"profile {p.name} does not train the oracle rows yet; --set oracle_levels=finest (or all) "
-                "trains them")
+        return oracle_not_trained(ctx)
     budget = f" of {p.minutes_per_table:.0f} minutes per table" if p.minutes_per_table else ""
     return (f"at profile {p.name}, the oracle at the coarser levels would take {len(skipped) * p.seeds_for(name)} "
             f"more runs, beyond the profile's budget{budget}; --set oracle_levels=all runs them")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from reproduce.runs import NotRun
 from reproduce.specs.base import (Claim, Const, Context, Grid, Source, Spec, last_metric, method, pretrain, probe,
                                   probe_note, seeds, source)
+from reproduce.specs.table5 import oracle_not_trained
 
 # Transcribed from Table 6 of the paper: (scheme, initial, final, objective, MTPR, MTNR, Top-1).
 ROWS = {
@@ -113,8 +114,7 @@ class Table6(Spec):
         grid.set("o", "mtpr", Const(100.0, note), fmt="{:.2f}")
         grid.set("o", "mtnr", Const(100.0, note), fmt="{:.2f}")
         if ctx.profile.oracle_levels == "none":
-            grid.set("o", "top1", NotRun(f"profile {ctx.profile.name} does not train the oracle rows yet; "
-                                         "--set oracle_levels=finest trains them"))
+            grid.set("o", "top1", NotRun(oracle_not_trained(ctx)))
         else:
             trains = [pretrain(ctx, method(ctx, "oracle_elimination"), seed, data, label=f"Table 6 [o] seed {seed}")
                       for seed in seeds(ctx, self.name)]
