@@ -150,22 +150,28 @@ def missing_data(tasks: list[Task], grids: dict, paths: DataPaths) -> list[str]:
     return list(problems)
 
 
-def data_copies(runs: list, store: Store) -> dict[str, int]:
-    """Which copies of the data the stored train runs of a grid read: fingerprint -> runs."""
-    copies: dict[str, int] = {}
-    for run in runs:
-        if isinstance(run, TrainRun):
-            record = store.get(run.key) or {}
-            data = record.get("result", {}).get("final", {}).get("data")
-            if data:
-                copy = f"{data['dataset']} sha256 {data['sha256'][:12]}" if data.get("sha256") else \
-                    f"{data['dataset']} at {data['path']}"
-                copies[copy] = copies.get(copy, 0) + 1
-    return copies
+def _fingerprint(data: dict) -> str:
+    return f"{data['dataset']} sha256 {data['sha256'][:12]}" if data.get("sha256") else \
+        f"{data['dataset']} at {data['path']}"
+
+
+def mixed_copies(runs: list, store: Store, current: dict[str, str]) -> str | None:
+    """The data sets a grid's train runs read from more than one copy, as one line (None when there are none):
+    the copies its stored records name, and ``current`` (dataset -> fingerprint) for the runs still to train."""
+    copies: dict[str, dict[str, int]] = {}  # dataset -> fingerprint -> stored runs (0: only runs to train)
+    for run in (r for r in runs if isinstance(r, TrainRun)):
+        found = copies.setdefault(run.config.dataset, {})
+        if data := (store.get(run.key) or {}).get("result", {}).get("final", {}).get("data"):
+            found[_fingerprint(data)] = found.get(_fingerprint(data), 0) + 1
+        elif not store.has(run.key) and (copy := current.get(run.config.dataset)):
+            found.setdefault(copy, 0)
+    mixed = [", ".join(f"{c}: {f'{n} runs' if n else 'the runs to train now'}" for c, n in found.items())
+             for found in copies.values() if len(found) > 1]
+    return "; ".join(mixed) or None
 
 
 def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
-    """dataset -> fingerprint of the copy the pending runs will read (as :func:`data_copies` writes it)."""
+    """dataset -> fingerprint of the copy the pending runs will read."""
     from ifnd.data import DataError, source_identity
 
     out = {}
@@ -175,8 +181,7 @@ def this_copy(tasks: list[Task], paths: DataPaths) -> dict[str, str]:
             data = source_identity(dataset, path)
         except (DataError, OSError):
             continue
-        out[dataset] = (f"{dataset} sha256 {data['sha256'][:12]}" if data.get("sha256")
-                        else f"{dataset} at {data['path']}")
+        out[dataset] = _fingerprint(data)
     return out
 
 
@@ -283,14 +288,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{budget.describe(budget.estimate(missing), *rate)}", file=sys.stderr)
         for reason, cells in not_run_reasons(grid).items():
             print(f"  not run ({cells} cells): {reason}", file=sys.stderr)
-        copies = data_copies(grid_runs, store)
-        new = {c for r in missing if isinstance(r, TrainRun) and (c := current.get(r.config.dataset))}
-        if len(set(copies) | new) > 1:
-            print(f"warning: {name} mixes runs trained on different copies of the data ("
-                  + ", ".join(f"{c}: {n} runs" for c, n in copies.items())
-                  + "".join(f", {c}: the runs to train now" for c in sorted(new - set(copies)))
-                  + "); its differences may reflect the data: retrain into a fresh --results-dir to compare",
-                  file=sys.stderr)
+        if mixed := mixed_copies(grid_runs, store, current):
+            print(f"warning: {name} mixes runs trained on different copies of the data ({mixed}); its differences "
+                  "may reflect the data: retrain into a fresh --results-dir to compare", file=sys.stderr)
     problems = missing_data(todo, grids, paths) if not args.collect_only else []
     if problems and not args.dry_run:
         fix = GET_CIFAR10 if any("CIFAR-10" in p or "cifar10" in p for p in problems) else \

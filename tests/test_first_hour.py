@@ -341,6 +341,23 @@ def test_a_table_mixing_copies_of_the_data_is_flagged(tmp_path):
     assert "cifar10 sha256 aaaaaaaaaaaa: " in warning and "cifar10 sha256 bbbbbbbbbbbb: " in warning
 
 
+def test_runs_of_different_data_sets_are_not_a_mix_of_copies(tmp_path):
+    from ifnd.config import TrainConfig
+    from reproduce.cli import mixed_copies
+    from reproduce.runs import TrainRun
+    from reproduce.store import Store
+
+    store = Store("mini", tmp_path / "results", tmp_path / "runs")
+    runs = [TrainRun(TrainConfig(dataset=dataset, seed=seed), frozenset({"dataset", "seed"}))
+            for dataset in ("cifar10", "cifar100") for seed in (0, 1)]
+    for run in runs[:3]:
+        data = {"dataset": run.config.dataset, "path": f"/data/{run.config.dataset}"}
+        store.put(run.key, {"kind": "train", "result": {"final": {"data": data}}})
+    assert mixed_copies(runs, store, {"cifar100": "cifar100 at /data/cifar100"}) is None  # Table 5 at rehearsal
+    assert mixed_copies(runs, store, {"cifar100": "cifar100 at /elsewhere"}) == \
+        "cifar100 at /data/cifar100: 1 runs, cifar100 at /elsewhere: the runs to train now"
+
+
 def test_a_sweep_interrupted_alone_stops_its_workers_and_says_how_to_resume(tmp_path, tiny_cifar):
     """``kill -INT`` on the sweep (not its process group, as Ctrl-C on a terminal does): the local
     launcher's workers stop at once instead of finishing their runs first."""
