@@ -125,7 +125,28 @@ def accept_top(labels: torch.Tensor, confidence: torch.Tensor, rate: float, k: i
     return out
 
 
-class IncrementalDetector(LabelDetector):
+class ScheduledDetector(LabelDetector):
+    """A detector whose labels are accepted under IFND's schedule: it refreshes after every ``refresh_every``
+    epochs, and its checkpoint state is the accepted labels and the acceptance rate."""
+
+    def __init__(self, labels: torch.Tensor, schedule: AcceptanceSchedule, refresh_every: int):
+        if refresh_every < 1:
+            raise ValueError(f"refresh_every={refresh_every} must be at least 1 epoch")
+        super().__init__(labels)
+        self.schedule, self.refresh_every, self.rate = schedule, refresh_every, 0.0
+
+    def refresh_due(self, epochs_done: int, total_epochs: int) -> bool:
+        return refresh_due(epochs_done, total_epochs, self.refresh_every)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rate": self.rate}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.rate = state["rate"]
+
+
+class IncrementalDetector(ScheduledDetector):
     """IFND's detector: k-means pseudo labels accepted by confidence under a schedule."""
 
     name = "ifnd"
@@ -136,8 +157,6 @@ class IncrementalDetector(LabelDetector):
                  tie_break: str = "index"):
         if confidence not in CONFIDENCES:
             raise ValueError(f"unknown confidence {confidence!r}: choose one of {', '.join(CONFIDENCES)}")
-        if refresh_every < 1:
-            raise ValueError(f"refresh_every={refresh_every} must be at least 1 epoch")
         too_big = [k for k in cluster_numbers if not 1 <= k <= num_samples]
         if too_big or not cluster_numbers:
             raise ValueError(
@@ -145,23 +164,17 @@ class IncrementalDetector(LabelDetector):
                 f"each k must be between 1 and {num_samples}"
             )
         self.cluster_numbers = list(cluster_numbers)
-        super().__init__(self._unique_labels(num_samples))
-        self.schedule = schedule
-        self.refresh_every = refresh_every
+        super().__init__(self._unique_labels(num_samples), schedule, refresh_every)
         self.temperature = temperature
         self.confidence = confidence
         self.seed = seed
         self.kmeans_backend = kmeans_backend
         self.kmeans_redo, self.kmeans_seed, self.tie_break = kmeans_redo, kmeans_seed, tie_break
-        self.rate = 0.0
         self.assignments: list[torch.Tensor] = []
 
     def _unique_labels(self, num_samples: int) -> torch.Tensor:
         """Every sample its own label at every level: instance-level learning (Algorithm 1, line 1)."""
         return torch.stack([k + torch.arange(num_samples) for k in self.cluster_numbers])
-
-    def refresh_due(self, epochs_done: int, total_epochs: int) -> bool:
-        return refresh_due(epochs_done, total_epochs, self.refresh_every)
 
     def refresh(self, epochs_done: int, total_epochs: int, features: FeatureFn) -> dict:
         self.rate = self.schedule.rate(epochs_done, total_epochs)
@@ -191,13 +204,6 @@ class IncrementalDetector(LabelDetector):
     def _on_clustering(self, result: tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]] | None) -> None:
         """Hook for subclasses (PCL's prototypes): ``(features, [(centroids, assignment)] per level)``,
         or ``None`` when no label is accepted (instance-level phase)."""
-
-    def state_dict(self) -> dict:
-        return {"labels": self.labels.cpu().clone(), "rate": self.rate}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.labels = state["labels"].long()
-        self.rate = state["rate"]
 
 
 SCHEDULE_FIELDS = ("refresh_every", "acceptance_scheme", "acceptance_initial", "acceptance_final", "acceptance_step_at")

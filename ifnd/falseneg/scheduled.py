@@ -19,39 +19,26 @@ from __future__ import annotations
 
 import torch
 
-from ifnd.falseneg.base import DetectorSpec, FeatureFn, LabelDetector, corrupt_labels
-from ifnd.falseneg.incremental import SCHEDULE_FIELDS, AcceptanceSchedule, accept_top, refresh_due, schedule_of
+from ifnd.falseneg.base import DetectorSpec, FeatureFn, corrupt_labels
+from ifnd.falseneg.incremental import SCHEDULE_FIELDS, AcceptanceSchedule, ScheduledDetector, accept_top, schedule_of
 
 
-class ScheduledLabelDetector(LabelDetector):
+class ScheduledLabelDetector(ScheduledDetector):
     name = "scheduled_labels"
 
     def __init__(self, labels: torch.Tensor, schedule: AcceptanceSchedule, refresh_every: int, seed: int = 0):
-        if refresh_every < 1:
-            raise ValueError(f"refresh_every={refresh_every} must be at least 1 epoch")
         self.given = torch.as_tensor(labels).long()
         self.classes = int(self.given.max()) + 1  # unaccepted samples get classes + index: never a class
         self.order = torch.rand(self.given.numel(), generator=torch.Generator().manual_seed(2 * seed + 1))
-        self.schedule, self.refresh_every, self.rate = schedule, refresh_every, 0.0
-        super().__init__(self._accepted(0.0))
+        super().__init__(self._accepted(0.0), schedule, refresh_every)
 
     def _accepted(self, rate: float) -> torch.Tensor:
         return accept_top(self.given, self.order, rate, self.classes).view(1, -1)
-
-    def refresh_due(self, epochs_done: int, total_epochs: int) -> bool:
-        return refresh_due(epochs_done, total_epochs, self.refresh_every)
 
     def refresh(self, epochs_done: int, total_epochs: int, features: FeatureFn) -> dict:
         self.rate = self.schedule.rate(epochs_done, total_epochs)
         self.labels = self._accepted(self.rate)
         return {"acceptance_rate": self.rate}
-
-    def state_dict(self) -> dict:
-        return {"labels": self.labels.cpu().clone(), "rate": self.rate}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.labels = state["labels"].long()
-        self.rate = state["rate"]
 
 
 SPEC = DetectorSpec(
