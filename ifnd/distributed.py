@@ -17,17 +17,29 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for this rank's part (an all-reduce, then
+    this rank's rows: gloo has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rows = x.shape[0]
+        return gather(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[rank() * ctx.rows:(rank() + 1) * ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` of every rank along dim 0, differentiably.
+    """Concatenate ``x`` (the same shape on every rank) of every rank along dim 0, differentiably.
 
     The backward pass sums each part's gradient over ranks, so with DDP's gradient averaging a
     loss that is a mean over each rank's anchors matches the single-process loss on the global batch.
     """
-    if not is_distributed():
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()))
+    return _GatherWithGrad.apply(x) if is_distributed() else x
 
 
 @torch.no_grad()
