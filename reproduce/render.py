@@ -10,6 +10,8 @@ never the render, so re-rendering the same records rewrites the same bytes.
 """
 from __future__ import annotations
 
+import math
+
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +218,8 @@ def num(x: float | None, fmt: str = "{:.2f}", signed: bool = False) -> str:
     """A number for markdown: ``fmt``, a leading + when ``signed``, and the minus sign U+2212."""
     if x is None:
         return "-"
+    if math.isnan(x):  # e.g. COCO AP of a detector that predicted nothing
+        return "undefined"
     text = fmt.format(x)
     if text.lstrip("-").strip("0.") == "":  # rounds to zero: no sign
         text = text.lstrip("-")

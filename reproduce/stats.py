@@ -59,8 +59,8 @@ def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float,
 def direction_verdict(n: int, mean: float, lo: float | None, hi: float | None, sign: float) -> str:
     """The verdict of a claim ``A - B`` has sign ``sign`` (+1 or -1) from ``n`` paired differences."""
     if n < MIN_N or lo is None or hi is None:
-        agrees = mean * sign > 0
-        return f"n < {MIN_N}: not tested (direction {'agrees' if agrees else 'disagrees'})"
+        shown = "none: no difference" if mean == 0 else "agrees" if mean * sign > 0 else "disagrees"
+        return f"n < {MIN_N}: not tested (direction {shown})"
     if sign * lo > 0 and sign * hi > 0:
         return "holds"
     if sign * lo < 0 and sign * hi < 0:
@@ -117,6 +117,8 @@ def judge(diffs: list[float], paper: float | None, direction: float | None = Non
     """The verdict of per-seed statistics ``diffs`` of a claim (differences, ratios)."""
     sign = direction if direction is not None else (1.0 if not paper else math.copysign(1.0, paper))
     n = len(diffs)
+    if any(math.isnan(d) for d in diffs):  # e.g. COCO AP of a detector that predicted nothing
+        return Comparison(n, None, None, None, "undefined: a cell holds an undefined (NaN) number", "-")
     interval = t_interval(diffs)
     mean, lo, hi = interval if interval else (float(diffs[0]), None, None)
     if margin is not None:

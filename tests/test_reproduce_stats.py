@@ -49,8 +49,16 @@ def test_fewer_than_three_pairs_are_not_tested_whatever_the_gap():
     one = stats.compare({0: 1.0}, {0: 2.0}, paper=1.0)
     assert one.verdict == "n < 3: not tested (direction disagrees)" and one.lo is None and one.size == "-"
     zero = stats.compare({0: -0.04}, {0: -0.04}, paper=None)  # our difference 0 never agrees with "A above B"
-    assert zero.verdict == "n < 3: not tested (direction disagrees)"
+    assert zero.verdict == "n < 3: not tested (direction none: no difference)"
     assert stats.compare({0: 1.0}, {1: 1.0}, paper=1.0).verdict == "pending"  # no common seed
+
+
+def test_an_undefined_cell_makes_an_undefined_claim():
+    from reproduce.render import num
+
+    nan = stats.compare({0: 1.0, 1: 2.0, 2: 3.0}, {0: math.nan, 1: 0.0, 2: 0.0}, paper=1.0)
+    assert nan.verdict.startswith("undefined") and nan.mean is None and nan.size == "-"
+    assert num(math.nan) == "undefined" and num(-0.004, signed=True) == "0.00"
 
 
 def test_size_verdicts():
