@@ -165,7 +165,7 @@ def mixed_copies(runs: list, store: Store, current: dict[str, str]) -> str | Non
             found[_fingerprint(data)] = found.get(_fingerprint(data), 0) + 1
         elif not store.has(run.key) and (copy := current.get(run.config.dataset)):
             found.setdefault(copy, 0)
-    mixed = [", ".join(f"{c}: {f'{n} runs' if n else 'the runs to train now'}" for c, n in found.items())
+    mixed = [", ".join(f"{c}: {f'{n} run' + 's' * (n > 1) if n else 'the runs to train now'}" for c, n in found.items())
              for found in copies.values() if len(found) > 1]
     return "; ".join(mixed) or None
 

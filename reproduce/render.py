@@ -11,7 +11,6 @@ never the render, so re-rendering the same records rewrites the same bytes.
 from __future__ import annotations
 
 import math
-
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path

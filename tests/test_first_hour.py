@@ -355,7 +355,7 @@ def test_runs_of_different_data_sets_are_not_a_mix_of_copies(tmp_path):
         store.put(run.key, {"kind": "train", "result": {"final": {"data": data}}})
     assert mixed_copies(runs, store, {"cifar100": "cifar100 at /data/cifar100"}) is None  # Table 5 at rehearsal
     assert mixed_copies(runs, store, {"cifar100": "cifar100 at /elsewhere"}) == \
-        "cifar100 at /data/cifar100: 1 runs, cifar100 at /elsewhere: the runs to train now"
+        "cifar100 at /data/cifar100: 1 run, cifar100 at /elsewhere: the runs to train now"
 
 
 def test_a_sweep_interrupted_alone_stops_its_workers_and_says_how_to_resume(tmp_path, tiny_cifar):
