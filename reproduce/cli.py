@@ -161,10 +161,13 @@ def mixed_copies(runs: list, store: Store, current: dict[str, str]) -> str | Non
     copies: dict[str, dict[str, int]] = {}  # dataset -> fingerprint -> stored runs (0: only runs to train)
     for run in (r for r in runs if isinstance(r, TrainRun)):
         found = copies.setdefault(run.config.dataset, {})
-        if data := (store.get(run.key) or {}).get("result", {}).get("final", {}).get("data"):
-            found[_fingerprint(data)] = found.get(_fingerprint(data), 0) + 1
-        elif not store.has(run.key) and (copy := current.get(run.config.dataset)):
-            found.setdefault(copy, 0)
+        record = store.get(run.key)  # read once: None while the run is still to train
+        if record is None:
+            if copy := current.get(run.config.dataset):
+                found.setdefault(copy, 0)
+        elif data := record.get("result", {}).get("final", {}).get("data"):
+            copy = _fingerprint(data)
+            found[copy] = found.get(copy, 0) + 1
     mixed = [", ".join(f"{c}: {f'{n} run' + 's' * (n > 1) if n else 'the runs to train now'}" for c, n in found.items())
              for found in copies.values() if len(found) > 1]
     return "; ".join(mixed) or None
