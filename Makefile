@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= mini
-LAUNCHER ?= inline
+LAUNCHER ?= local
 ARGS ?=
 TABLES := table1 table2 table3 table4 table5 table6 table7 table8
 

@@ -4,8 +4,8 @@
 profile  where                              what it runs
 =======  =================================  ==============================================================
 smoke    CI, seconds per run                every table's plumbing: 512 images, 2 epochs, convnet4, 1 seed
-mini     2-core CPU, <= 45 min per table    CIFAR-10 (12k-image subset, 7 epochs, convnet4, bf16, 2 seeds);
-                                            Table 5 over CIFAR-10's WordNet levels, CIFAR-10 in place of
+mini     2-core CPU, <= 45 min a table [1]  CIFAR-10 (12k-image subset, 7 epochs, convnet4, bf16, 3 seeds);
+                                            Table 5 over 4 of CIFAR-10's WordNet levels, CIFAR-10 in place of
                                             CIFAR-100 for Tables 6-7, CIFAR-10 stand-ins for Tables 4 and 8
 cifar    one GPU                            Appendix C: ResNet-50 (CIFAR stem), batch 1024, 1000 epochs,
                                             lr 0.5, 10 warm-up epochs, cosine, refresh every 20 epochs
@@ -17,6 +17,8 @@ rehearsal  a laptop, <= 30 min in all        ``paper`` scaled only in size (epoc
                                             every code path of ``paper`` before a cluster is booked; numbers
                                             mean nothing
 =======  =================================  ==============================================================
+
+[1] from empty, on a CPU with native bf16 (AVX-512); Table 6 about 50 minutes, Table 7 (the PCL ablation) 65.
 
 A profile is plain data. Command-line overrides (``--set key=value``, ``--seeds N``) make a new
 one: a TrainConfig field goes to every pre-training run (``cifar.<field>`` or ``imagenet.<field>``
@@ -92,6 +94,7 @@ class Profile:
     tsne_perplexity: float = 30.0
     tsne_iterations: int = 1000          # sklearn's default; 250 is its minimum
     table5_levels: str = "datasets"      # "cifar10_wordnet": Table 5 over CIFAR-10's WordNet levels
+    table5_classes: tuple = ()           # at "cifar10_wordnet": the levels run, by number of classes (): all
     oracle_levels: str = "all"           # the oracle-elimination rows (Tables 5, 6): at "all" of Table 5's columns,
                                          # the "finest" (the data set's own classes, shared with Table 6 [o]), "none"
     cifar100_tables: bool = True         # Tables 6-7 on CIFAR-100 (else CIFAR-10 in its place)
@@ -99,7 +102,8 @@ class Profile:
     imagenet_runs: bool = False          # ImageNet / VOC / Places / COCO rows are run (with the data)
     train_images_per_second: float = 0.0  # calibrated throughput for budget estimates (0: unknown)
     eval_images_per_second: float = 0.0
-    minutes_per_table: float = 0.0       # the budget a table must fit (0: none)
+    minutes_per_table: float = 0.0       # the budget a table must fit from empty (0: none)
+    table_minutes: dict = field(default_factory=dict)  # per-spec budgets above it, e.g. {"table7": 65}
     processes_per_job: int = 1           # torch.distributed processes of a pre-training job with the inline and
                                          # local launchers (SLURM: tasks_per_node of the cluster config)
     cifar100_clusters: tuple = (100, 300, 1000)  # IFND's k on CIFAR-100 (App. C)
@@ -109,6 +113,9 @@ class Profile:
 
     def seeds_for(self, spec: str) -> int:
         return max(1, self.min_seeds.get(spec, 1), min(self.seeds, self.table_seeds.get(spec, self.seeds)))
+
+    def minutes_for(self, spec: str) -> float:
+        return self.table_minutes.get(spec, self.minutes_per_table)
 
     def train_fields(self, kind: str = "cifar") -> dict:
         return dict(self.imagenet if kind == "imagenet" else self.cifar)
@@ -149,19 +156,22 @@ PROFILES: dict[str, Profile] = {
     ),
     "mini": Profile(
         name="mini",
-        description="2-core CPU, at most 45 minutes per table: CIFAR-10, convnet4, bf16",
+        description="2-core CPU, at most 45 minutes a table (Tables 6, 7: 50, 65): CIFAR-10, convnet4, bf16, 3 seeds",
         cifar={**_CIFAR_APPENDIX_C, "arch": "convnet4", "cifar_stem": False, "epochs": 7, "batch_size": 256,
                "lr": 0.3, "warmup_epochs": 1, "refresh_every": 2, "train_subset": 12000, "amp": "bf16"},
         imagenet=dict(_IMAGENET_PAPER),
-        seeds=2, table_seeds={"table7": 1}, snapshot_fractions=(0.25, 0.5, 1.0),
+        # 3 seeds: the claims' t-intervals need n >= 3 (reproduce.stats.MIN_N); Table 5 keeps four of CIFAR-10's
+        # six WordNet levels and the oracle row at 10 classes only, to train from empty within 45 minutes
+        seeds=3, snapshot_fractions=(0.25, 0.5, 1.0),
         probe={"epochs": 50, "lr": 0.1, "batch_size": 256}, probe_train_subset=12000, eval_test_subset=0,
-        nmi_seeds=5, tsne_points=2000, table5_levels="cifar10_wordnet", cifar100_tables=False,
-        # "finest" fits 45 minutes (the coarser levels are 10 more runs); "none" until its 2 runs are trained
-        # here: bf16 on this AVX2 machine would take hours (docs/performance.md §6)
-        oracle_levels="none",
-        # measured on the 2-core CPU (2026-11-26): ~680 images/s inline, ~800 with --launcher local --threads 1
-        cifar_standins=True, train_images_per_second=700.0, eval_images_per_second=4000.0,
-        minutes_per_table=45.0,
+        nmi_seeds=5, tsne_points=2000, table5_levels="cifar10_wordnet", table5_classes=(2, 3, 6, 10),
+        cifar100_tables=False, oracle_levels="finest",
+        # measured on a 2-core AVX-512 (bf16) CPU (2026-12-01): ~880 images/s inline with 2 threads, and with
+        # --launcher local (2 jobs x 1 thread); bf16 on a CPU without native bf16 is ~9x slower (docs/performance.md §6)
+        cifar_standins=True, train_images_per_second=880.0, eval_images_per_second=4000.0,
+        # from empty at 3 seeds (estimates): Table 6 ~46 minutes, Table 7 (the PCL ablation, 11 rows) ~64; their
+        # claims need n >= 3 more than the 45 minutes (measured: Table 5 41 min 12 s, estimated 40)
+        minutes_per_table=45.0, table_minutes={"table6": 50.0, "table7": 65.0},
     ),
     "cifar": _CIFAR_GPU,
     # the same CIFAR settings, plus the ImageNet runs and transfer benchmarks
@@ -235,6 +245,17 @@ def parse_value(text: str):
     return text
 
 
+def check_table5_classes(counts: tuple, where: str) -> None:
+    """``table5_classes`` must name CIFAR-10 WordNet levels (:func:`wordnet_hierarchy.cifar10_levels`)."""
+    from wordnet_hierarchy import cifar10_levels
+
+    levels = [count for _, count in cifar10_levels()]
+    unknown = [c for c in counts if c not in levels]
+    if unknown or len(set(counts)) != len(counts):
+        raise ProfileError(f"{where}={','.join(map(str, counts))}: give distinct numbers of classes among "
+                           f"CIFAR-10's WordNet levels ({', '.join(map(str, levels))}), or [] for all of them")
+
+
 def apply_overrides(profile: Profile, sets: list[str] | None = None, seeds: int | None = None) -> Profile:
     """A new profile with ``--set key=value`` items and ``--seeds`` applied (see the module doc)."""
     items, texts = [], {}
@@ -279,6 +300,8 @@ def apply_overrides(profile: Profile, sets: list[str] | None = None, seeds: int 
                 raise ProfileError(f"--set {key}={value!r}: {name} is a number")
             elif name in _CHOICES and value not in _CHOICES[name]:
                 raise ProfileError(f"--set {key}={value!r}: choose one of {', '.join(_CHOICES[name])}")
+            if name == "table5_classes":
+                check_table5_classes(value, f"--set {key}")
             changes[name] = value
         else:
             valid = sorted(set(_PROFILE_FIELDS) - _FIXED) + ["probe.<key>", "<TrainConfig field>",

@@ -158,19 +158,19 @@ def test_the_new_rows_and_figure_build_at_every_profile(profile, tmp_path, tiny_
 
 
 def test_shared_runs_keep_their_keys_at_mini(tmp_path, tiny_cifar):
-    mini = ctx_at(get_profile("mini"), tmp_path, tiny_cifar)  # mini trains no oracle row yet
-    for grid, cell in ((SPECS["table5"].build(mini), ("oracle_elimination", "c10-d12")),
-                       (SPECS["table6"].build(mini), ("o", "top1"))):
+    no_oracle = ctx_at(apply_overrides(get_profile("mini"), ["oracle_levels=none"]), tmp_path, tiny_cifar)
+    for grid, cell in ((SPECS["table5"].build(no_oracle), ("oracle_elimination", "c10-d12")),
+                       (SPECS["table6"].build(no_oracle), ("o", "top1"))):
         assert isinstance(grid.cells[cell].ours, NotRun) and "oracle_levels=finest" in grid.cells[cell].ours.reason
-    ctx = ctx_at(apply_overrides(get_profile("mini"), ["oracle_levels=finest"]), tmp_path, tiny_cifar)
+    ctx = ctx_at(get_profile("mini"), tmp_path, tiny_cifar)  # mini: the oracle at 10 classes
     table5 = SPECS["table5"].build(ctx)
     ten = "c10-d12"  # CIFAR-10's 10 classes
     keys = {row: [r.train.key for r in table5.cells[(row, ten)].ours.runs] for row in ("simclr", "ifnd",
                                                                                         "oracle_elimination")}
-    assert [train_run(ctx, "simclr", s).key for s in (0, 1)] == keys["simclr"]
-    assert [train_run(ctx, "ifnd", s).key for s in (0, 1)] == keys["ifnd"]
+    assert [train_run(ctx, "simclr", s).key for s in range(3)] == keys["simclr"]
+    assert [train_run(ctx, "ifnd", s).key for s in range(3)] == keys["ifnd"]
     table4 = SPECS["table4"].build(ctx)
-    assert [train_run(ctx, "pcl", s).key for s in (0, 1)] == [r.train.key for r in table4.cells[("r3", "nmi")].ours.runs]
+    assert [train_run(ctx, "pcl", s).key for s in range(3)] == [r.train.key for r in table4.cells[("r3", "nmi")].ours.runs]
     table6 = SPECS["table6"].build(ctx)
     assert [r.train.key for r in table6.cells[("o", "top1")].ours.runs] == keys["oracle_elimination"]
     coarse = table5.cells[("oracle_elimination", "c10-d4")].ours  # mini: the oracle at 10 classes only
@@ -190,13 +190,13 @@ def test_shared_runs_keep_their_keys_at_mini(tmp_path, tiny_cifar):
 
 def test_seeds_floor_and_budget_at_mini(tmp_path, tiny_cifar):
     mini = get_profile("mini")
-    assert mini.seeds_for("detection_quality") == 3 and mini.seeds_for("table5") == 2
+    assert mini.seeds_for("detection_quality") == 3 and mini.seeds_for("table5") == 3
     assert apply_overrides(mini, [], seeds=2).seeds_for("detection_quality") == 2  # --seeds is obeyed
     ctx = ctx_at(mini, tmp_path, tiny_cifar)
     paper = {r.key for name in TABLES + FIGURES for r in SPECS[name].build(ctx).runs()}
     own = [r for r in SPECS["detection_quality"].build(ctx).runs() if r.key not in paper]
     minutes = budget.estimate(own).minutes(mini.train_images_per_second, mini.eval_images_per_second)
-    assert sum(isinstance(r, TrainRun) for r in own) == 15 and minutes <= mini.minutes_per_table
+    assert sum(isinstance(r, TrainRun) for r in own) == 12 and minutes <= mini.minutes_per_table
     glofnd = next(r for r in own if isinstance(r, EvalRun) and r.kind == "fn_rates" and
                   r.train.config.detector == "glofnd")
     assert budget.eval_cost(glofnd)[0] == 12000  # embeds its training samples; label detectors read labels only
@@ -263,14 +263,14 @@ def test_claims_on_records_with_known_answers(tmp_path, tiny_cifar):
 
 
 def test_oracle_rows_render_pending_before_their_runs(tmp_path, tiny_cifar):
-    ctx = ctx_at(apply_overrides(get_profile("mini"), ["oracle_levels=finest"]), tmp_path, tiny_cifar)
+    ctx = ctx_at(get_profile("mini"), tmp_path, tiny_cifar)
     t5 = render_table(ctx, SPECS["table5"].build(ctx))["md"].read_text()
     row = next(line for line in t5.splitlines() if line.startswith("| Oracle elimination (beyond the paper)"))
-    assert "pending (0/2 runs finished)" in row and "not run [" in row and "paper" not in row.split("|")[-2]
+    assert "pending (0/3 runs finished)" in row and "not run [" in row and "paper" not in row.split("|")[-2]
     assert "Δ(Oracle elimination, IFND)" in t5 and "Oracle elimination above IFND" in t5
     t6 = render_table(ctx, SPECS["table6"].build(ctx))["md"].read_text()
     row = next(line for line in t6.splitlines() if line.startswith("| [o] oracle (beyond the paper)"))
-    assert row.count("100.00") == 2 and "pending (0/2 runs finished)" in row
+    assert row.count("100.00") == 2 and "pending (0/3 runs finished)" in row
     dq = SPECS["detection_quality"].build(ctx)
     md = render_table(ctx, dq)["md"].read_text()
     assert "Paper numbers: none: beyond the paper" in md and "pending (0/3 runs finished)" in md

@@ -196,7 +196,7 @@ def test_runs_that_must_train_without_data_stop_before_writing(tmp_path):
     result = render_table5(tmp_path, results, tmp_path / "nowhere")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: 18 table cells need runs on it: CIFAR-10 not found at")
+    assert error.startswith("error: 13 table cells need runs on it: CIFAR-10 not found at")
     assert "IFND_DATA_ROOT" in error and "--collect-only" in error
     assert not (results / "mini" / "table5.md").exists()
 

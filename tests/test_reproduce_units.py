@@ -14,7 +14,7 @@ from reproduce.paths import DataPaths
 from reproduce.profiles import PROFILES, ProfileError, apply_overrides, get_profile
 from reproduce.render import evaluate_claim, num, resolve, to_frames
 from reproduce.runs import EvalRun, TrainRun
-from reproduce.specs import SPECS, TABLES, resolve_targets
+from reproduce.specs import SPECS, TABLES, resolve_targets, table5
 from reproduce.specs.base import Claim, Context, Derived, Grid, Source, method, pretrain, result
 from reproduce.store import RunBusy, Store
 
@@ -45,11 +45,27 @@ def test_overrides_rescale_schedule_and_reject_unknown_keys():
         get_profile("tiny")
 
 
-def test_mini_profile_keeps_table7_to_one_seed_unless_asked():
+def test_table5_keeps_the_wordnet_levels_the_profile_names(tmp_path):
+    columns = lambda profile: [col["classes"] for col in table5.columns(ctx_for(profile, tmp_path))
+                               if not col["reason"]]
     mini = get_profile("mini")
-    assert mini.seeds_for("table5") == 2 and mini.seeds_for("table7") == 1
-    assert apply_overrides(mini, [], seeds=2).seeds_for("table7") == 2
-    assert mini.snapshot_epochs(mini.cifar["epochs"]) == (2, 4, 7)  # 25%, 50%, 100% of 7 epochs
+    assert columns(mini) == [2, 3, 6, 10]
+    every = apply_overrides(mini, ["table5_classes=[]"])
+    assert columns(every) == [2, 3, 6, 7, 8, 10]
+    assert columns(apply_overrides(mini, ["table5_classes=10"])) == [10]
+    notes = " ".join(SPECS["table5"].build(ctx_for(mini, tmp_path)).notes)
+    assert "7 (depth 10), 8 (depth 11)" in notes and "table5_classes=[]" in notes
+    for bad in ("table5_classes=5", "table5_classes=2,2"):
+        with pytest.raises(ProfileError, match=r"give distinct numbers of classes among CIFAR-10's WordNet levels "
+                                               r"\(2, 3, 6, 7, 8, 10\)"):
+            apply_overrides(mini, [bad])
+
+
+def test_mini_seeds_a_table_cap_and_snapshots():
+    capped = apply_overrides(get_profile("mini"), ['table_seeds={"table7": 1}'])
+    assert capped.seeds_for("table5") == 3 and capped.seeds_for("table7") == 1
+    assert apply_overrides(capped, [], seeds=2).seeds_for("table7") == 2
+    assert capped.snapshot_epochs(capped.cifar["epochs"]) == (2, 4, 7)  # 25%, 50%, 100% of 7 epochs
 
 
 # -- run identity ----------------------------------------------------------------------------------------
@@ -219,17 +235,31 @@ def test_cli_names_unknown_targets_and_profiles(capsys):
     assert "figure7" in capsys.readouterr().out
 
 
+def test_figure_claims_pair_every_training_seed_at_mini(tmp_path, tiny_cifar):
+    """Figures 4 and 7 draw seed 0's t-SNE but test their claims on the silhouette of all 3 seeds."""
+    ctx = ctx_for(PROFILES["mini"], tmp_path, DataPaths({"cifar10": str(tiny_cifar)}, "test"))
+    trains = lambda grid, row, col: [r.train.key for r in grid.cells[(row, col)].ours.runs]
+    table5, figure4 = SPECS["table5"].build(ctx), SPECS["figure4"].build(ctx)
+    for row in ("simclr", "ifnd", "supcon"):
+        assert trains(figure4, row, "silhouette") == trains(table5, row, "c10-d12") and len(set(
+            trains(figure4, row, "silhouette"))) == 3
+    figure7 = SPECS["figure7"].build(ctx)
+    epochs = [col.key for col in figure7.cols if col.key.startswith("e")]
+    assert [len(trains(figure7, "ifnd", col)) for col in epochs] == [1, 1, 3]  # 2, 4 and 7 of 7 epochs
+    assert trains(figure7, "simclr", epochs[-1]) == trains(table5, "simclr", "c10-d12")
+
+
 def test_every_mini_table_fits_45_minutes(tmp_path, tiny_cifar):
     """From scratch for the paper's tables and figures; an experiment beyond the paper counts the runs no paper
     table trains (the runs it shares train once, with the tables)."""
-    for mini, table5_trains in ((PROFILES["mini"], 16), (apply_overrides(PROFILES["mini"], ["oracle_levels=finest"]), 18)):
+    for mini, table5_trains in ((PROFILES["mini"], 21), (apply_overrides(PROFILES["mini"], ["oracle_levels=none"]), 18)):
         ctx = ctx_for(mini, tmp_path, DataPaths({"cifar10": str(tiny_cifar)}, "test"))  # mini's sizes: no data read
         paper = {r.key for name, spec in SPECS.items() if not spec.beyond_paper for r in spec.build(ctx).runs()}
         for name, spec in SPECS.items():
             runs = [r for r in spec.build(ctx).runs() if not spec.beyond_paper or r.key not in paper]
             minutes = budget.estimate(runs).minutes(mini.train_images_per_second, mini.eval_images_per_second)
-            assert minutes <= mini.minutes_per_table, f"{name} needs ~{minutes:.0f} min at mini"
-        # SimCLR x2, IFND x2, SupCon x 6 levels x 2 (+ oracle elimination at 10 classes x2 where it trains)
+            assert minutes <= mini.minutes_for(name), f"{name} needs ~{minutes:.0f} min at mini"
+        # SimCLR x3, IFND x3, SupCon x 4 levels x 3 (+ oracle elimination at 10 classes x3 where it trains)
         assert sum(isinstance(r, TrainRun) for r in SPECS["table5"].build(ctx).runs()) == table5_trains
 
 

@@ -13,8 +13,9 @@ budget) keeps it to the columns at the data set's own classes; the others say wh
 Columns by profile:
 
 * ``smoke`` / ``mini``: CIFAR-10 relabelled at each distinct WordNet level
-  (:func:`wordnet_hierarchy.cifar10_levels`: 2, 3, 6, 7, 8, 10 classes), standing in for the paper's
-  ImageNet depths; the 10-class level is the paper's CIFAR-10 column.
+  (:func:`wordnet_hierarchy.cifar10_levels`: 2, 3, 6, 7, 8, 10 classes; ``Profile.table5_classes`` keeps
+  some: ``mini`` 2, 3, 6, 10), standing in for the paper's ImageNet depths; the 10-class level is the
+  paper's CIFAR-10 column.
 * ``cifar``: CIFAR-10 and CIFAR-100 (Appendix C settings).
 * ``paper``: CIFAR-10, CIFAR-100 and ImageNet relabelled at WordNet depths 3/5/7/9/18
   (SimCLR-based implementation, Sec. 4.3), probed with ``python -m eval.linear``.
@@ -71,6 +72,8 @@ def columns(ctx: Context) -> list[dict]:
     cols = []
     if p.table5_levels == "cifar10_wordnet":
         for depth, count in cifar10_levels():
+            if p.table5_classes and count not in p.table5_classes:
+                continue
             paper_index = 0 if count == 10 else None
             title = f"CIFAR-10 depth {depth}" + (" = paper CIFAR-10" if count == 10 else "")
             label_map = cifar10_label_map(depth)
@@ -187,6 +190,11 @@ def build_grid(ctx: Context, name: str = "table5", beyond_paper: bool = True) ->
                           "(wordnet_hierarchy.cifar10_levels) plays the role of the paper's ImageNet depths; only the "
                           "10-class column has a paper number (the paper's CIFAR-10 column). The paper's claim to "
                           "check is the trend: the gap to SupCon grows with the number of classes.")
+        left_out = [f"{count} (depth {depth})" for depth, count in cifar10_levels()
+                    if ctx.profile.table5_classes and count not in ctx.profile.table5_classes]
+        if left_out:
+            grid.notes.append(f"Levels left out at profile {ctx.profile.name} (its table budget), by number of classes: "
+                              f"{', '.join(left_out)}; --set table5_classes=[] runs every level.")
     return grid
 
 
