@@ -190,8 +190,8 @@ def build_grid(ctx: Context, name: str = "table5", beyond_paper: bool = True) ->
                           "(wordnet_hierarchy.cifar10_levels) plays the role of the paper's ImageNet depths; only the "
                           "10-class column has a paper number (the paper's CIFAR-10 column). The paper's claim to "
                           "check is the trend: the gap to SupCon grows with the number of classes.")
-        left_out = [f"{count} (depth {depth})" for depth, count in cifar10_levels()
-                    if ctx.profile.table5_classes and count not in ctx.profile.table5_classes]
+        kept = {col["classes"] for col in cols if col["key"].startswith("c10-d")}
+        left_out = [f"{count} (depth {depth})" for depth, count in cifar10_levels() if count not in kept]
         if left_out:
             grid.notes.append(f"Levels left out at profile {ctx.profile.name} (its table budget), by number of classes: "
                               f"{', '.join(left_out)}; --set table5_classes=[] runs every level.")
